@@ -1,0 +1,179 @@
+"""The `versanet` command: LightningCLI for fit/validate/test/predict, plus a few tools.
+
+    versanet fit --config configs/quickstart/fac.yaml      # train (any LightningModule + data module)
+    versanet test --config ... --ckpt_path PATH             # evaluate a checkpoint
+    versanet list [--kind encoder]                          # every registered component
+    versanet toy-data DIR [--num_train 800 ...]             # write the toy world
+    versanet tokenizer train --captions FILE --output M.model --vocab_size 1000
+
+Plugins in the ``versanet.plugins`` entry-point group are imported before anything is parsed, so
+their classes work as short ``class_path`` names. Config files are checked before parsing: a
+``class_path`` that names nothing registered fails at once with the close matches.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.cli import LightningCLI
+
+from versanet import registry
+
+LIGHTNING_COMMANDS = {"fit", "validate", "test", "predict"}
+
+
+class ConfigError(ValueError):
+    """A config file that names something that does not exist; the message names the file and the key."""
+
+
+class VersanetCLI(LightningCLI):
+    """LightningCLI with versanet's defaults: any LightningModule / data module by class_path."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - LightningArgumentParser
+        parser.set_defaults({"trainer.log_every_n_steps": 10})
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _walk_class_paths(node: Any, where: str = "") -> Iterator[tuple[str, str]]:
+    if isinstance(node, dict):
+        if isinstance(node.get("class_path"), str):
+            yield where or "<root>", node["class_path"]
+        for key, value in node.items():
+            yield from _walk_class_paths(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _walk_class_paths(value, f"{where}[{i}]")
+
+
+def check_config_names(path: str | Path) -> None:
+    """Fail before training when a short ``class_path`` under ``model`` or ``data`` names nothing registered."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    known = {name for names in registry.all_names().values() for name in names}
+    known |= {c.__name__ for base in (LightningModule, LightningDataModule) for c in _subclasses(base)}
+    for section in ("model", "data"):
+        for where, class_path in _walk_class_paths(config.get(section, {}), section):
+            if "." not in class_path and class_path not in known:
+                message = registry.unknown_name_message("class_path", class_path, sorted(known))
+                raise ConfigError(f"{path}: {where}: {message}")
+
+
+def _config_paths(args: list[str]) -> list[str]:
+    paths = []
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            paths.append(args[i + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    return paths
+
+
+# ---------------------------------------------------------------------------- tool commands
+def list_components(kind: str | None = None) -> None:
+    """Print every registered encoder, head, loss, graph, transform and dataset with a one-line description.
+
+    Args:
+        kind: only this kind (encoder, head, loss, graph, transform, dataset).
+    """
+    kinds = [kind] if kind else list(registry.KINDS)
+    for k in kinds:
+        print(f"{k}{'es' if k.endswith('s') else 's'}:")
+        for name in registry.names(k):
+            cls = registry.get(k, name)
+            print(f"  {name:<26} {registry.describe(cls)}  [{cls.__module__}]")
+    plugins = registry.loaded_plugins()
+    print("plugins: " + (", ".join(f"{n} ({m})" for n, m in plugins.items()) if plugins else "none installed"))
+
+
+def toy_data(
+    root: str,
+    num_train: int = 800,
+    num_val: int = 100,
+    seconds: float = 6.0,
+    fps: int = 10,
+    size: int = 64,
+    sample_rate: int = 16000,
+    seed: int = 0,
+    workers: int = 2,
+) -> None:
+    """Write the toy audio-visual-text world to ROOT (mp4 + captions.csv + labels.csv + splits).
+
+    Args:
+        root: output folder.
+        num_train: training videos.
+        num_val: held-out videos.
+        seconds: length of each video.
+        fps: frame rate.
+        size: frame width and height in pixels.
+        sample_rate: audio sample rate.
+        seed: world seed.
+        workers: processes used to render.
+    """
+    from versanet.data.toy import ToyWorldConfig, generate_toy_world
+
+    config = ToyWorldConfig(num_train=num_train, num_val=num_val, seconds=seconds, fps=fps, size=size, sample_rate=sample_rate, seed=seed)
+    print(f"toy world written to {generate_toy_world(root, config, workers=workers, progress=True)}")
+
+
+def tokenizer_train(captions: str, output: str, vocab_size: int = 8000, model_type: str = "unigram") -> None:
+    """Train a sentencepiece vocabulary on a caption file (.csv with a `text` column, HowTo100M .json, or .txt lines).
+
+    Args:
+        captions: caption file.
+        output: path of the .model file to write.
+        vocab_size: upper bound on the vocabulary size.
+        model_type: sentencepiece model type (unigram, bpe, word, char).
+    """
+    from versanet.data.captions import read_captions
+    from versanet.data.tokenizer import train_sentencepiece
+    from versanet.data.transforms import normalise_text
+
+    path = Path(captions)
+    if path.suffix.lower() == ".txt":
+        texts = path.read_text(encoding="utf-8").splitlines()
+    else:
+        texts = [c.text for caps in read_captions(path).values() for c in caps]
+    model = train_sentencepiece([normalise_text(t) for t in texts], output, vocab_size, model_type)
+    import sentencepiece as spm
+
+    print(f"wrote {model} ({spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()} pieces from {len(texts)} captions)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `versanet` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    cli_args = None if argv is None else args  # LightningCLI reads sys.argv itself when run as a script
+    registry.load_builtin()
+    registry.load_plugins(strict=not (args and args[0] == "list"))
+    if args and args[0] not in LIGHTNING_COMMANDS and not args[0].startswith("-"):
+        from jsonargparse import CLI
+
+        CLI({"list": list_components, "toy-data": toy_data, "tokenizer": {"train": tokenizer_train}}, args=args)
+        return
+    for path in _config_paths(args):
+        try:
+            check_config_names(path)
+        except ConfigError as err:
+            sys.exit(f"versanet: error: {err}")
+    VersanetCLI(
+        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+        args=cli_args, save_config_kwargs={"overwrite": True},
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Time-stamped captions (HowTo100M style) and the choice of MIL-NCE candidates for a clip.
+
+Readers accept the released layouts: a CSV with one row per caption (``video_id,start,end,text``)
+or HowTo100M's ``caption.json`` (``{video_id: {"start": [...], "end": [...], "text": [...]}}``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Caption:
+    start: float
+    end: float
+    text: str
+
+    @property
+    def centre(self) -> float:
+        return 0.5 * (self.start + self.end)
+
+
+class CaptionFileError(ValueError):
+    """A caption file that cannot be parsed; the message names the file, the line and the problem."""
+
+
+def read_captions(path: str | Path) -> dict[str, list[Caption]]:
+    """``{video_id: captions sorted by start}`` from a ``.csv`` or ``.json`` caption file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"caption file not found: {path}")
+    reader = _read_json if path.suffix.lower() == ".json" else _read_csv
+    out = reader(path)
+    return {vid: sorted(caps, key=lambda c: (c.start, c.end)) for vid, caps in out.items()}
+
+
+def _read_csv(path: Path) -> dict[str, list[Caption]]:
+    out: dict[str, list[Caption]] = {}
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = {"video_id", "start", "end", "text"} - set(reader.fieldnames or [])
+            if missing:
+                raise CaptionFileError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected video_id,start,end,text")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    cap = Caption(float(row["start"]), float(row["end"]), row["text"] or "")
+                except (TypeError, ValueError) as err:
+                    raise CaptionFileError(f"{path}, line {line}: bad start/end ({row['start']!r}, {row['end']!r}): {err}") from err
+                out.setdefault(row["video_id"], []).append(cap)
+    except UnicodeDecodeError as err:
+        raise CaptionFileError(f"{path}: not valid UTF-8 ({err})") from err
+    return out
+
+
+def _read_json(path: Path) -> dict[str, list[Caption]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CaptionFileError(f"{path}: not a valid UTF-8 JSON caption file ({err})") from err
+    out: dict[str, list[Caption]] = {}
+    for vid, entry in data.items():
+        try:
+            out[vid] = [Caption(float(s), float(e), str(t)) for s, e, t in zip(entry["start"], entry["end"], entry["text"], strict=True)]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CaptionFileError(f"{path}: video {vid!r}: expected start/end/text lists of equal length ({err})") from err
+    return out
+
+
+def consecutive_window(captions: list[Caption], index: int, k: int) -> list[int]:
+    """The ``k`` consecutive captions containing ``index`` with the smallest time span (MIL-NCE sampling)."""
+    n = len(captions)
+    k = min(k, n)
+    best, best_span = index, float("inf")
+    for first in range(max(0, index - k + 1), min(index, n - k) + 1):
+        span = captions[first + k - 1].end - captions[first].start
+        if span < best_span:
+            best, best_span = first, span
+    return list(range(best, best + k))
+
+
+def sample_train_window(
+    captions: list[Caption], k: int, clip_duration: float, video_duration: float, rng: np.random.Generator
+) -> tuple[float, list[int]]:
+    """Training sampling (MIL-NCE): a random caption, its tightest K-window, a clip start inside the window's span.
+
+    The span is stretched to at least ``clip_duration`` around its centre. Returns
+    ``(clip_start, caption indices)`` with the sampled caption first.
+    """
+    index = int(rng.integers(len(captions)))
+    window = consecutive_window(captions, index, k)
+    lo, hi = captions[window[0]].start, max(captions[i].end for i in window)
+    if hi - lo < clip_duration:
+        centre = 0.5 * (lo + hi)
+        lo, hi = centre - clip_duration / 2, centre + clip_duration / 2
+    start = float(rng.uniform(lo, max(hi - clip_duration, lo)))
+    start = min(max(start, 0.0), max(video_duration - clip_duration, 0.0))
+    return start, [index] + [i for i in window if i != index]
+
+
+def nearest_captions(captions: list[Caption], start: float, end: float, k: int) -> list[int]:
+    """Indices of the ``k`` captions nearest in time to the window's centre (distance 0 when it overlaps), nearest first."""
+    centre = 0.5 * (start + end)
+
+    def distance(c: Caption) -> float:
+        return 0.0 if c.start <= centre <= c.end else min(abs(c.start - centre), abs(c.end - centre))
+
+    order = sorted(range(len(captions)), key=lambda i: (distance(captions[i]), abs(captions[i].centre - centre)))
+    return order[:k]

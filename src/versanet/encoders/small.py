@@ -1,0 +1,112 @@
+"""Small CNN encoders for the toy world and quick experiments (CPU-trainable in minutes).
+
+Shape legend: N samples, C channels, T frames (or mel frames), H/W pixels, F mel bins, L tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from versanet.encoders.base import Encoder
+from versanet.registry import register
+
+
+def _conv_bn_relu(conv: nn.Module, width: int, bn: type[nn.Module]) -> list[nn.Module]:
+    return [conv, bn(width), nn.ReLU(inplace=True)]
+
+
+@register("encoder")
+class SmallVideoCNN(Encoder):
+    """Small 3D CNN on RGB clips ``[N, 3, T, H, W]``: conv-BN-ReLU stages, mean over T, H, W."""
+
+    input_ndim = 4
+    contract_kwargs = {"widths": (4, 8), "out_dim": 16}
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), out_dim: int = 128, modality: str = "video") -> None:
+        super().__init__(modality, out_dim)
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for i, width in enumerate(widths):
+            # the first stage keeps time (motion needs frames), later ones halve it
+            stride = (1, 2, 2) if i == 0 else (2, 2, 2)
+            kernel = (3, 5, 5) if i == 0 else (3, 3, 3)
+            padding = tuple(k // 2 for k in kernel)
+            layers += _conv_bn_relu(nn.Conv3d(in_ch, width, kernel, stride, padding, bias=False), width, nn.BatchNorm3d)
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(in_ch, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, 3, T, H, W]`` -> ``[N, out_dim]``."""
+        return self.proj(self.features(x).mean(dim=(2, 3, 4)))
+
+    def example_input(self, batch_size: int) -> Tensor:
+        return torch.rand(batch_size, 3, 4, 32, 32)
+
+
+@register("encoder")
+class SmallAudioCNN(Encoder):
+    """Small 2D CNN on log-mel spectrograms ``[N, 1, T, F]``: conv-BN-ReLU stages, mean over T, F."""
+
+    input_ndim = 3
+    contract_kwargs = {"widths": (4, 8), "out_dim": 16}
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128), out_dim: int = 128, modality: str = "audio") -> None:
+        super().__init__(modality, out_dim)
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for width in widths:
+            layers += _conv_bn_relu(nn.Conv2d(in_ch, width, 3, stride=2, padding=1, bias=False), width, nn.BatchNorm2d)
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(in_ch, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, 1, T, F]`` -> ``[N, out_dim]``."""
+        return self.proj(self.features(x).mean(dim=(2, 3)))
+
+    def example_input(self, batch_size: int) -> Tensor:
+        return torch.randn(batch_size, 1, 40, 24)
+
+
+@register("encoder")
+class EmbeddingTextEncoder(Encoder):
+    """Learned token embeddings -> Linear -> ReLU -> max over tokens (MMV's text net, trainable vocabulary).
+
+    Input: token ids ``[N, L]`` with ``pad_id`` as padding (ignored by the max). Use it with the
+    sentencepiece tokenizer that :class:`versanet.data.transforms.TokenizeText` trains on the corpus.
+    """
+
+    input_ndim = 1
+    contract_kwargs = {"vocab_size": 50, "embed_dim": 8, "out_dim": 16}
+
+    def __init__(self, vocab_size: int = 1000, embed_dim: int = 128, out_dim: int = 256, pad_id: int = 0, modality: str = "text") -> None:
+        super().__init__(modality, out_dim)
+        self.vocab_size = vocab_size
+        self.pad_id = pad_id
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
+        self.proj = nn.Linear(embed_dim, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, L]`` token ids -> ``[N, out_dim]``; an all-padding row gives zeros."""
+        h = torch.relu(self.proj(self.embed(x)))  # [N, L, out_dim]
+        valid = (x != self.pad_id).unsqueeze(-1)
+        h = h.masked_fill(~valid, float("-inf")).amax(dim=1)
+        return torch.where(valid.any(dim=1), h, torch.zeros_like(h))
+
+    def example_input(self, batch_size: int) -> Tensor:
+        return torch.randint(1, self.vocab_size, (batch_size, 6))
+
+    def check_input_spec(self, spec: Mapping[str, Any]) -> None:
+        vocab = spec.get("vocab_size")
+        if vocab is not None and vocab > self.vocab_size:
+            raise ValueError(
+                f"the text tokenizer has {vocab} tokens but EmbeddingTextEncoder.vocab_size is {self.vocab_size}; "
+                f"set model.encoders.text.init_args.vocab_size >= {vocab}"
+            )
+        pad = spec.get("pad_id")
+        if pad is not None and pad != self.pad_id:
+            raise ValueError(f"the tokenizer pads with id {pad} but EmbeddingTextEncoder.pad_id is {self.pad_id}")

@@ -1,0 +1,29 @@
+"""Retrieval metrics on a query x gallery similarity matrix whose diagonal holds the matches.
+
+torchmetrics' retrieval metrics work on flattened (query, document) pairs and have no median or
+mean rank, so for the square "one true match per query" case of zero-shot retrieval we compute
+the rank of each true match directly: ``rank_i = 1 + #{j : sim[i, j] > sim[i, i]}`` (1-indexed,
+ties resolved in the query's favour, as in MMV's and MIL-NCE's evaluation code).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def match_ranks(sim: Tensor) -> Tensor:
+    """``sim: [Q, Q]`` with the match of query i at column i -> 1-indexed ranks ``[Q]``."""
+    if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
+        raise ValueError(f"expected a square similarity matrix, got {tuple(sim.shape)}")
+    positives = sim.diagonal().unsqueeze(1)
+    return (sim > positives).sum(dim=1) + 1
+
+
+def retrieval_metrics(sim: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """R@k (as fractions), median and mean rank for queries = rows of ``sim``."""
+    ranks = match_ranks(sim.float()).float()
+    out = {f"R@{k}": (ranks <= k).float().mean().item() for k in ks}
+    out["MedR"] = ranks.quantile(0.5).item()  # numpy's median: mean of the two middle ranks when even
+    out["MeanR"] = ranks.mean().item()
+    return out
