@@ -169,10 +169,28 @@ def main(argv: list[str] | None = None) -> None:
             check_config_names(path)
         except ConfigError as err:
             sys.exit(f"versanet: error: {err}")
-    VersanetCLI(
-        LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        args=cli_args, save_config_kwargs={"overwrite": True},
-    )
+    try:
+        VersanetCLI(
+            LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+            args=cli_args, save_config_kwargs={"overwrite": True},
+        )
+    except ValueError as err:
+        cause = _config_error_in_chain(err)
+        if cause is None:
+            raise
+        sys.exit(f"versanet: error: {cause}")
+
+
+def _config_error_in_chain(err: BaseException) -> BaseException | None:
+    """The versanet config error (bad graph, unknown name) that jsonargparse wrapped while instantiating, if any."""
+    from versanet.graph import GraphError
+
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, (GraphError, registry.RegistryError)):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 if __name__ == "__main__":

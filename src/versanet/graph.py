@@ -15,7 +15,7 @@ over ``video``, ``audio`` and ``text``; :class:`ModalityGraph` takes any modalit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from torch import nn
@@ -59,8 +59,12 @@ class LossTerm:
     space: str
     a: str
     b: str
-    loss: ContrastiveLoss = field(default_factory=NCELoss)
+    loss: ContrastiveLoss | None = None  # None: NCELoss() (tau 0.07)
     weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.loss is None:
+            self.loss = NCELoss()
 
     @property
     def name(self) -> str:

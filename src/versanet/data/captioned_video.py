@@ -88,8 +88,9 @@ class CaptionedVideoDataset(Dataset):
         self.video_dir, self.video_ext, self.seed = video_dir, video_ext, seed
         self.max_bad_fraction, self.name = max_bad_fraction, name
         self.needs = frozenset().union(*(t.needs for t in transforms.values()))
-        self.tried = 0
-        self.bad: dict[str, str] = {}
+        self.tried = 0  # reads attempted in this process
+        self.failed = 0  # reads that failed in this process
+        self.bad: dict[str, str] = {}  # path -> reason, each unreadable file once
         self._epoch_draws = 0
 
     def __len__(self) -> int:
@@ -136,12 +137,13 @@ class CaptionedVideoDataset(Dataset):
             try:
                 return self.load(index)
             except MediaDecodeError as err:
+                self.failed += 1
                 self.bad[err.path] = err.reason
-                log.warning("%s: skipping unreadable sample %s (%d bad of %d tried)", self.name, err, len(self.bad), self.tried)
-                if self.tried >= 20 and len(self.bad) / self.tried > self.max_bad_fraction:
+                log.warning("%s: skipping unreadable sample %s (%d failed of %d tried)", self.name, err, self.failed, self.tried)
+                if self.tried >= 20 and self.failed / self.tried > self.max_bad_fraction:
                     raise TooManyBadSamples(
-                        f"{self.name} under {self.root}: {len(self.bad)} of {self.tried} samples tried could not be read "
-                        f"(> max_bad_fraction {self.max_bad_fraction}); last: {err}"
+                        f"{self.name} under {self.root}: {self.failed} of {self.tried} samples tried could not be read, "
+                        f"{len(self.bad)} distinct files (> max_bad_fraction {self.max_bad_fraction}); last: {err}"
                     ) from err
                 index = int(np.random.default_rng([self.seed, index, attempt, self.tried]).integers(len(self)))
         raise TooManyBadSamples(f"{self.name} under {self.root}: 10 samples in a row could not be read")

@@ -5,7 +5,7 @@ Shape legend: N samples, C channels, T frames (or mel frames), H/W pixels, F mel
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,13 +20,20 @@ def _conv_bn_relu(conv: nn.Module, width: int, bn: type[nn.Module]) -> list[nn.M
 
 @register("encoder")
 class SmallVideoCNN(Encoder):
-    """Small 3D CNN on RGB clips ``[N, 3, T, H, W]``: conv-BN-ReLU stages, mean over T, H, W."""
+    """Small 3D CNN on RGB clips ``[N, 3, T, H, W]``: conv-BN-ReLU stages, pooled over H, W then T.
+
+    ``spatial_pool="max"`` takes the maximum over space instead of the mean: a better prior when
+    a small object sits on a large background (the toy world), where the mean dilutes it.
+    """
 
     input_ndim = 4
     contract_kwargs = {"widths": (4, 8), "out_dim": 16}
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128), out_dim: int = 128, modality: str = "video") -> None:
+    def __init__(
+        self, widths: Sequence[int] = (32, 64, 128), out_dim: int = 128, spatial_pool: Literal["mean", "max"] = "mean", modality: str = "video"
+    ) -> None:
         super().__init__(modality, out_dim)
+        self.spatial_pool = spatial_pool
         layers: list[nn.Module] = []
         in_ch = 3
         for i, width in enumerate(widths):
@@ -41,7 +48,9 @@ class SmallVideoCNN(Encoder):
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, 3, T, H, W]`` -> ``[N, out_dim]``."""
-        return self.proj(self.features(x).mean(dim=(2, 3, 4)))
+        h = self.features(x)  # [N, C, T', H', W']
+        h = h.amax(dim=(3, 4)) if self.spatial_pool == "max" else h.mean(dim=(3, 4))
+        return self.proj(h.mean(dim=2))
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.rand(batch_size, 3, 4, 32, 32)

@@ -93,8 +93,9 @@ class NCELoss(ContrastiveLoss):
         a_mask = torch.ones(batch, dtype=torch.bool, device=a.device) if a_mask is None else a_mask.bool()
         b_mask = torch.ones(batch, k, dtype=torch.bool, device=a.device) if b_mask is None else b_mask.bool().reshape(batch, k)
 
-        a = F.normalize(a.float(), dim=-1)
-        b = F.normalize(b.float(), dim=-1)
+        dtype = torch.promote_types(a.dtype, torch.float32)  # fp16/bf16 -> fp32; fp64 stays
+        a = F.normalize(a.to(dtype), dim=-1)
+        b = F.normalize(b.to(dtype), dim=-1)
         inv_tau = 1.0 / self.temperature
         a_all, b_all = gather_with_grad(a), gather_with_grad(b)  # [G, D], [G*K, D]
         a_mask_all, b_mask_all = gather_no_grad(a_mask), gather_no_grad(b_mask)  # [G], [G, K]

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from versanet.encoders import Encoder
 from versanet.eval.retrieval import retrieval_metrics
-from versanet.graph import ModalityGraph
+from versanet.graph import Edge, GraphError, ModalityGraph
 
 Embeddings = dict[str, Tensor]
 
@@ -55,7 +55,7 @@ class PretrainModule(LightningModule):
         self.graph = graph
         dims = {name: enc.out_dim for name, enc in encoders.items()}
         graph.validate(dims)
-        self.heads = nn.ModuleDict({e.key: e.head(graph.input_dim(e, dims), graph.spaces[e.space]) for e in graph.edges})
+        self.heads = nn.ModuleDict({e.key: build_head(graph, e, dims) for e in graph.edges})
         self.losses = nn.ModuleDict({t.name: t.loss for t in graph.terms})
         self._eval_outputs: dict[str, list[dict[str, Tensor]]] = {}
         self.retrieval_results: list[dict[str, Any]] = []  # the last eval epoch's, for reports
@@ -221,6 +221,21 @@ class PretrainModule(LightningModule):
         else:
             scheduler = cosine
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_head(graph: ModalityGraph, edge: Edge, dims: dict[str, int]) -> nn.Module:
+    """Call the edge's head factory with ``(in_dim, out_dim)`` and check the head declares those widths."""
+    in_dim, out_dim = graph.input_dim(edge, dims), graph.spaces[edge.space]
+    try:
+        head = edge.head(in_dim, out_dim)
+    except TypeError as err:
+        raise GraphError(f"head of edge {edge.source} -> {edge.space}: cannot build it with (in_dim={in_dim}, out_dim={out_dim}): {err}. "
+                         "Don't set in_dim/out_dim in the head's init_args: the graph supplies them.") from err
+    got = (getattr(head, "in_dim", in_dim), getattr(head, "out_dim", out_dim))
+    if got != (in_dim, out_dim):
+        raise GraphError(f"head {type(head).__name__} of edge {edge.source} -> {edge.space} maps {got[0]} -> {got[1]}, "
+                         f"but the edge needs {in_dim} -> {out_dim} (the source's width -> the width of space {edge.space!r})")
+    return head
 
 
 def _first_occurrence(index: Tensor) -> Tensor:

@@ -1,0 +1,36 @@
+"""A small 3D CNN over motion maps ``[N, 1, T, H, W]`` -> ``[N, out_dim]``."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from versanet.encoders import Encoder
+from versanet.registry import register
+
+
+@register("encoder")
+class MotionCNN(Encoder):
+    """Small 3D CNN on frame-difference motion maps ``[N, 1, T, H, W]``, mean-pooled to ``[N, out_dim]``."""
+
+    input_ndim = 4
+    contract_kwargs = {"widths": (4, 8), "out_dim": 8}
+
+    def __init__(self, widths: Sequence[int] = (16, 32, 64), out_dim: int = 64, modality: str = "motion") -> None:
+        super().__init__(modality, out_dim)
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for width in widths:
+            layers += [nn.Conv3d(in_ch, width, 3, stride=(1, 2, 2), padding=1, bias=False), nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+            in_ch = width
+        self.features = nn.Sequential(*layers)
+        self.proj = nn.Linear(in_ch, out_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``[N, 1, T, H, W]`` -> ``[N, out_dim]``."""
+        return self.proj(self.features(x).mean(dim=(2, 3, 4)))
+
+    def example_input(self, batch_size: int) -> Tensor:
+        return torch.rand(batch_size, 1, 3, 24, 24)

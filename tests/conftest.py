@@ -1,0 +1,22 @@
+"""Shared fixtures: a small toy world on disk (real mp4 files with audio), generated once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from versanet import registry
+from versanet.data.toy import ToyWorldConfig, generate_toy_world
+
+registry.load_builtin()
+
+SMALL_TOY = ToyWorldConfig(num_train=64, num_val=16, seconds=4.0)
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 64 + 16 video toy world (4 s clips) shared by the data, CLI and training tests."""
+    root = tmp_path_factory.mktemp("toy")
+    generate_toy_world(root, SMALL_TOY, workers=2)
+    return root
