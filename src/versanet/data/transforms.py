@@ -188,7 +188,10 @@ class TokenizeText(ModalityTransform):
     """K caption candidates -> token ids ``[K, max_tokens]`` with a learned sentencepiece vocabulary.
 
     ``prepare`` trains a sentencepiece model on the training captions (once, written to
-    ``model_path`` or ``<data root>/tokenizer/spm_<vocab_size>.model``); id 0 pads, 1 is unknown.
+    ``model_path`` or ``<data root>/tokenizer/spm_<model_type>_<vocab_size>.model``; delete it to
+    retrain); id 0 pads, 1 is unknown. ``model_type: word`` keeps whole words as tokens (small,
+    closed vocabularies like the toy world's); ``unigram`` (default) suits open-vocabulary speech.
+    Captions longer than ``max_tokens`` tokens are truncated: check the length of yours.
     Missing candidates (a clip with fewer than K captions, or none) are all-padding rows with a
     False mask.
     """
@@ -201,7 +204,7 @@ class TokenizeText(ModalityTransform):
         self._sp = None
 
     def _path(self, corpus: Corpus) -> Path:
-        return Path(self.model_path) if self.model_path else corpus.root / "tokenizer" / f"spm_{self.vocab_size}.model"
+        return Path(self.model_path) if self.model_path else corpus.root / "tokenizer" / f"spm_{self.model_type}_{self.vocab_size}.model"
 
     def prepare(self, corpus: Corpus) -> None:
         from versanet.data.tokenizer import train_sentencepiece

@@ -30,16 +30,16 @@ class SmallVideoCNN(Encoder):
     contract_kwargs = {"widths": (4, 8), "out_dim": 16}
 
     def __init__(
-        self, widths: Sequence[int] = (32, 64, 128), out_dim: int = 128, spatial_pool: Literal["mean", "max"] = "mean", modality: str = "video"
+        self, widths: Sequence[int] = (16, 32, 64, 128), out_dim: int = 128, spatial_pool: Literal["mean", "max"] = "mean", modality: str = "video"
     ) -> None:
         super().__init__(modality, out_dim)
         self.spatial_pool = spatial_pool
         layers: list[nn.Module] = []
         in_ch = 3
         for i, width in enumerate(widths):
-            # the first stage keeps time (motion needs frames), later ones halve it
-            stride = (1, 2, 2) if i == 0 else (2, 2, 2)
-            kernel = (3, 5, 5) if i == 0 else (3, 3, 3)
+            # a spatial stem, one stage that keeps time (motion needs frames), then stages halving T, H, W
+            kernel = (1, 3, 3) if i == 0 else (3, 3, 3)
+            stride = (1, 2, 2) if i < 2 else (2, 2, 2)
             padding = tuple(k // 2 for k in kernel)
             layers += _conv_bn_relu(nn.Conv3d(in_ch, width, kernel, stride, padding, bias=False), width, nn.BatchNorm3d)
             in_ch = width
