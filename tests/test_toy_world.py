@@ -315,7 +315,7 @@ def test_shapes_and_ranges(clips) -> None:
         assert len(clip.directions) == config.num_segments
         assert all(a != b for a, b in zip(clip.directions, clip.directions[1:]))
         area = _object_mask(clip.frames[0]).sum()
-        assert 100 < area < 260, area  # ~14 px across
+        assert 100 * config.object_scale**2 < area < 260 * config.object_scale**2, area  # ~14 px * object_scale across
         assert clip.frames[0].std() > 0 and not np.array_equal(clip.frames[0], clip.frames[1])
     assert {c.shape for c in clips} == set(SHAPES) and {c.colour for c in clips} == set(COLOURS)
     assert {d for c in clips for d in c.directions} == set(DIRECTIONS)

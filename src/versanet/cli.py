@@ -4,7 +4,10 @@
     versanet test --config ... --ckpt_path PATH             # evaluate a checkpoint
     versanet list [--kind encoder]                          # every registered component
     versanet toy-data DIR [--num_train 800 ...]             # write the toy world
-    versanet tokenizer train --captions FILE --output M.model --vocab_size 1000
+    versanet tokenizer train CAPTIONS OUTPUT [--vocab_size 8000]   # sentencepiece on a caption file
+    versanet deflate CKPT OUT [--method naive|inflate]      # video network -> image network
+
+Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
 Plugins in the ``versanet.plugins`` entry-point group are imported before anything is parsed, so
 their classes work as short ``class_path`` names. Config files are checked before parsing: a
@@ -66,7 +69,13 @@ def check_config_names(path: str | Path) -> None:
     known = {name for names in registry.all_names().values() for name in names}
     known |= {c.__name__ for base in (LightningModule, LightningDataModule) for c in _subclasses(base)}
     for section in ("model", "data"):
-        for where, class_path in _walk_class_paths(config.get(section, {}), section):
+        node = config.get(section, {})
+        if isinstance(node, str) and node.endswith((".yaml", ".yml")):  # a nested config file, relative to this one
+            nested = path.parent / node
+            if not nested.is_file():
+                raise ConfigError(f"{path}: {section}: config file {node!r} not found (looked for {nested})")
+            path, node = nested, yaml.safe_load(nested.read_text(encoding="utf-8")) or {}
+        for where, class_path in _walk_class_paths(node, section):
             if "." not in class_path and class_path not in known:
                 message = registry.unknown_name_message("class_path", class_path, sorted(known))
                 raise ConfigError(f"{path}: {where}: {message}")
@@ -155,6 +164,11 @@ def tokenizer_train(captions: str, output: str, vocab_size: int = 8000, model_ty
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `versanet` console script."""
+    run_cli(argv)
+
+
+def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
+    """Run a `versanet` command; returns the LightningCLI (trainer, model, datamodule) for Lightning commands."""
     args = list(sys.argv[1:] if argv is None else argv)
     cli_args = None if argv is None else args  # LightningCLI reads sys.argv itself when run as a script
     registry.load_builtin()
@@ -162,15 +176,18 @@ def main(argv: list[str] | None = None) -> None:
     if args and args[0] not in LIGHTNING_COMMANDS and not args[0].startswith("-"):
         from jsonargparse import CLI
 
-        CLI({"list": list_components, "toy-data": toy_data, "tokenizer": {"train": tokenizer_train}}, args=args)
-        return
+        from versanet.deflation import deflate_command
+
+        tools = {"list": list_components, "toy-data": toy_data, "tokenizer": {"train": tokenizer_train}, "deflate": deflate_command}
+        CLI(tools, args=args)
+        return None
     for path in _config_paths(args):
         try:
             check_config_names(path)
         except ConfigError as err:
             sys.exit(f"versanet: error: {err}")
     try:
-        VersanetCLI(
+        return VersanetCLI(
             LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
             args=cli_args, save_config_kwargs={"overwrite": True},
         )

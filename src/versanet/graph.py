@@ -173,45 +173,61 @@ class ModalityGraph:
         return "\n".join(lines)
 
 
-def _mmv_terms(va_space: str, vt_space: str) -> list[LossTerm]:
-    return [LossTerm(va_space, "video", "audio", NCELoss()), LossTerm(vt_space, "video", "text", MILNCELoss())]
+def _mmv_terms(va_space: str, vt_space: str, temperature: float, va_weight: float, vt_weight: float) -> list[LossTerm]:
+    """MMV's objective: NCE(video, audio) + MIL-NCE(video, text), weights lambda_va, lambda_vt (1 and 1 in the paper)."""
+    return [
+        LossTerm(va_space, "video", "audio", NCELoss(temperature), va_weight),
+        LossTerm(vt_space, "video", "text", MILNCELoss(temperature), vt_weight),
+    ]
 
 
 @register("graph")
 class FAC(ModalityGraph):
     """Fine-and-coarse (MMV default): video, audio meet in S_va; video goes S_va -> S_vat; text joins in S_vat."""
 
-    def __init__(self, va_dim: int = 512, vat_dim: int = 256, extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None) -> None:
+    def __init__(
+        self, va_dim: int = 512, vat_dim: int = 256, temperature: float = 0.07, va_weight: float = 1.0, vt_weight: float = 1.0,
+        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None,
+    ) -> None:
         edges = [
             Edge("video", "va", MLPBNHead),
             Edge("video@va", "vat", ReLULinearBNHead),
             Edge("audio", "va", LinearHead),
             Edge("text", "vat", LinearHead),
         ]
-        super().__init__({"va": va_dim, "vat": vat_dim}, edges + list(extra_edges or []), _mmv_terms("va", "vat") + list(extra_terms or []), "fac")
+        terms = _mmv_terms("va", "vat", temperature, va_weight, vt_weight)
+        super().__init__({"va": va_dim, "vat": vat_dim}, edges + list(extra_edges or []), terms + list(extra_terms or []), "fac")
 
 
 @register("graph")
 class Shared(ModalityGraph):
     """Shared: one joint space S_vat for video, audio and text."""
 
-    def __init__(self, dim: int = 512, extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None) -> None:
+    def __init__(
+        self, dim: int = 512, temperature: float = 0.07, va_weight: float = 1.0, vt_weight: float = 1.0,
+        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None,
+    ) -> None:
         edges = [Edge("video", "vat", MLPBNHead), Edge("audio", "vat", LinearHead), Edge("text", "vat", LinearHead)]
-        super().__init__({"vat": dim}, edges + list(extra_edges or []), _mmv_terms("vat", "vat") + list(extra_terms or []), "shared")
+        terms = _mmv_terms("vat", "vat", temperature, va_weight, vt_weight)
+        super().__init__({"vat": dim}, edges + list(extra_edges or []), terms + list(extra_terms or []), "shared")
 
 
 @register("graph")
 class Disjoint(ModalityGraph):
     """Disjoint: S_va for video-audio and S_vt for video-text, each with its own head from the video backbone."""
 
-    def __init__(self, va_dim: int = 512, vt_dim: int = 256, extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None) -> None:
+    def __init__(
+        self, va_dim: int = 512, vt_dim: int = 256, temperature: float = 0.07, va_weight: float = 1.0, vt_weight: float = 1.0,
+        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None,
+    ) -> None:
         edges = [
             Edge("video", "va", MLPBNHead),
             Edge("video", "vt", MLPBNHead),
             Edge("audio", "va", LinearHead),
             Edge("text", "vt", LinearHead),
         ]
-        super().__init__({"va": va_dim, "vt": vt_dim}, edges + list(extra_edges or []), _mmv_terms("va", "vt") + list(extra_terms or []), "disjoint")
+        terms = _mmv_terms("va", "vt", temperature, va_weight, vt_weight)
+        super().__init__({"va": va_dim, "vt": vt_dim}, edges + list(extra_edges or []), terms + list(extra_terms or []), "disjoint")
 
 
 def spaces_of(graph: ModalityGraph, modality: str) -> list[str]:

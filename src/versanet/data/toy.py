@@ -10,7 +10,7 @@ Every video is ``seconds`` long, ``fps`` frames per second, ``size`` x ``size`` 
 with a mono soundtrack at ``sample_rate`` Hz.
 
 * Picture: one filled object (a shape from :data:`SHAPES` in a colour from :data:`COLOURS`,
-  about 14 px across at size 64, scaled with ``size``) on a dark background whose colour
+  about 14 px across at size 64 times ``object_scale`` (default 1.5), scaled with ``size``) on a dark background whose colour
   differs a little per video, plus gaussian pixel noise (std 8/255) in every frame.
 * Motion: the clip is split into ``num_segments`` equal segments; in each the object moves in
   one direction from :data:`DIRECTIONS` (consecutive segments always differ) at a per-video
@@ -184,6 +184,7 @@ class ToyWorldConfig:
     asr_shift_prob: float = 0.3
     asr_max_shift: float = 1.0
     seed: int = 0
+    object_scale: float = 1.5  # object size relative to the 14 px (at size 64) base shapes
 
     def __post_init__(self) -> None:
         for f in fields(self):  # seconds=4 -> 4.0, so that manifests compare and read back exactly
@@ -200,6 +201,7 @@ class ToyWorldConfig:
             "num_segments >= 1": self.num_segments >= 1,
             "0 <= asr_shift_prob <= 1": 0.0 <= self.asr_shift_prob <= 1.0,
             "asr_max_shift >= 0": self.asr_max_shift >= 0,
+            "0 < object_scale <= 3": 0.0 < self.object_scale <= 3.0,
             "at least one frame": round(self.seconds * self.fps) >= 1,
         }
         failed = [name for name, ok in checks.items() if not ok]
@@ -364,9 +366,9 @@ def object_positions(plan: ToyPlan, config: ToyWorldConfig) -> np.ndarray:
     return (np.asarray(plan.start_xy) + offset) % config.size
 
 
-def _shape_masks(shape: str, centres: np.ndarray, size: int) -> np.ndarray:
+def _shape_masks(shape: str, centres: np.ndarray, size: int, object_scale: float = 1.0) -> np.ndarray:
     """Filled-shape masks [T, size, size] bool around centres [T, 2] on a torus."""
-    s = size / 64.0
+    s = size / 64.0 * object_scale
     grid = np.arange(size, dtype=np.float32) + 0.5
     half = size / 2.0
     dx = ((grid[None, None, :] - centres[:, 0, None, None] + half) % size) - half  # [T, 1, W]
@@ -396,7 +398,7 @@ _NOISE_TABLE = _noise_table(_NOISE_STD)
 
 def render_frames(plan: ToyPlan, config: ToyWorldConfig, rng: np.random.Generator) -> np.ndarray:
     """The picture track: [T, size, size, 3] uint8 (object over background, plus pixel noise)."""
-    masks = _shape_masks(plan.shape, object_positions(plan, config), config.size)[..., None]
+    masks = _shape_masks(plan.shape, object_positions(plan, config), config.size, config.object_scale)[..., None]
     colour = np.rint(np.asarray(COLOUR_RGB[plan.colour]) * plan.brightness).astype(np.int16)
     background = np.rint(np.asarray(plan.background_rgb)).astype(np.int16)
     frames = np.where(masks, colour, background)

@@ -94,6 +94,12 @@ class PretrainModule(LightningModule):
         return out
 
     # ------------------------------------------------------------------ loss
+    def _batch_size(self, batch: dict[str, Any]) -> int:
+        """Clips in the batch (an anchor modality has one input per clip; candidates may have K)."""
+        if "index" in batch:
+            return len(batch["index"])
+        return batch[self.graph.terms[0].a].shape[0]
+
     @staticmethod
     def _masks(batch: dict[str, Any], modality: str, batch_size: int, device: torch.device) -> Tensor | None:
         mask = batch.get("mask", {}).get(modality)
@@ -120,7 +126,7 @@ class PretrainModule(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         losses = self.objective(batch, self(batch))
-        batch_size = next(iter(batch[m] for m in self.graph.modalities if m in batch)).shape[0]
+        batch_size = self._batch_size(batch)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=batch_size)
         self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=batch_size)
         for term in self.graph.terms:
@@ -132,7 +138,7 @@ class PretrainModule(LightningModule):
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         emb = self(batch)
         losses = self.objective(batch, emb)
-        batch_size = emb[self.graph.modalities[0]].shape[0]
+        batch_size = self._batch_size(batch)
         self.log(f"{stage}/loss", losses["loss"], batch_size=batch_size, sync_dist=True, prog_bar=stage == "val")
         index = batch.get("index", torch.arange(batch_size, device=self.device))
         for term in self.graph.terms:
