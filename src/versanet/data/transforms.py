@@ -183,8 +183,33 @@ def normalise_text(text: str) -> str:
     return " ".join(_PUNCTUATION.sub(" ", text.lower()).split())
 
 
+class CaptionTokens(ModalityTransform):
+    """Base of the text transforms: the clip's K caption candidates -> ids ``[K, max_tokens]`` and mask ``[K]``.
+
+    Subclasses set ``num_candidates`` and ``max_tokens`` and implement ``encode(texts) -> [len, max_tokens]``.
+    Missing candidates (a clip with fewer than K captions, or none) are all-padding rows with a False mask.
+    """
+
+    needs = frozenset({"captions"})
+    num_candidates: int
+    max_tokens: int
+
+    def encode(self, texts: list[str]) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement encode")
+
+    def __call__(self, clip: RawClip) -> tuple[Tensor, Tensor]:
+        """-> ``[K, max_tokens]``, mask ``[K]``."""
+        texts = clip.captions[: self.num_candidates]
+        tokens = torch.zeros(self.num_candidates, self.max_tokens, dtype=torch.long)
+        if texts:
+            tokens[: len(texts)] = self.encode(texts)
+        mask = torch.zeros(self.num_candidates, dtype=torch.bool)
+        mask[: len(texts)] = True
+        return tokens, mask
+
+
 @register("transform")
-class TokenizeText(ModalityTransform):
+class TokenizeText(CaptionTokens):
     """K caption candidates -> token ids ``[K, max_tokens]`` with a learned sentencepiece vocabulary.
 
     ``prepare`` trains a sentencepiece model on the training captions (once, written to
@@ -192,11 +217,7 @@ class TokenizeText(ModalityTransform):
     retrain); id 0 pads, 1 is unknown. ``model_type: word`` keeps whole words as tokens (small,
     closed vocabularies like the toy world's); ``unigram`` (default) suits open-vocabulary speech.
     Captions longer than ``max_tokens`` tokens are truncated: check the length of yours.
-    Missing candidates (a clip with fewer than K captions, or none) are all-padding rows with a
-    False mask.
     """
-
-    needs = frozenset({"captions"})
 
     def __init__(self, num_candidates: int = 4, max_tokens: int = 16, vocab_size: int = 1000, model_path: str | None = None, model_type: str = "unigram") -> None:
         self.num_candidates, self.max_tokens, self.vocab_size = num_candidates, max_tokens, vocab_size
@@ -230,13 +251,3 @@ class TokenizeText(ModalityTransform):
             ids = ids[: self.max_tokens]
             out[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         return out
-
-    def __call__(self, clip: RawClip) -> tuple[Tensor, Tensor]:
-        """-> ``[K, max_tokens]``, mask ``[K]``."""
-        texts = clip.captions[: self.num_candidates]
-        tokens = torch.zeros(self.num_candidates, self.max_tokens, dtype=torch.long)
-        if texts:
-            tokens[: len(texts)] = self.encode(texts)
-        mask = torch.zeros(self.num_candidates, dtype=torch.bool)
-        mask[: len(texts)] = True
-        return tokens, mask

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from versanet.data.transforms import Corpus, ModalityTransform, RawClip, normalise_text
+from versanet.data.transforms import CaptionTokens, Corpus, normalise_text
 from versanet.registry import register
 
 log = logging.getLogger(__name__)
@@ -462,7 +462,7 @@ class Word2VecTokenizer:
 
 
 @register("transform")
-class Word2VecTokenize(ModalityTransform):
+class Word2VecTokenize(CaptionTokens):
     """K caption candidates -> word2vec word ids ``[K, max_tokens]`` (MMV's text input; pair with Word2VecTextEncoder).
 
     ``prepare`` collects the words of the training captions (or of ``vocab_path``, one word per
@@ -474,7 +474,6 @@ class Word2VecTokenize(ModalityTransform):
     rows with a False mask, as in :class:`~versanet.data.transforms.TokenizeText`.
     """
 
-    needs = frozenset({"captions"})
 
     def __init__(
         self,
@@ -533,13 +532,3 @@ class Word2VecTokenize(ModalityTransform):
         if self._tokenizer is None:
             raise RuntimeError("Word2VecTokenize used before setup(): the data module calls prepare() and setup() first")
         return self._tokenizer.encode(texts)
-
-    def __call__(self, clip: RawClip) -> tuple[Tensor, Tensor]:
-        """-> ``[K, max_tokens]``, mask ``[K]``."""
-        texts = clip.captions[: self.num_candidates]
-        tokens = torch.zeros(self.num_candidates, self.max_tokens, dtype=torch.long)
-        if texts:
-            tokens[: len(texts)] = self.encode(texts)
-        mask = torch.zeros(self.num_candidates, dtype=torch.bool)
-        mask[: len(texts)] = True
-        return tokens, mask
