@@ -474,7 +474,6 @@ class Word2VecTokenize(CaptionTokens):
     rows with a False mask, as in :class:`~versanet.data.transforms.TokenizeText`.
     """
 
-
     def __init__(
         self,
         word2vec_path: str | None = None,
