@@ -14,7 +14,8 @@ with a mono soundtrack at ``sample_rate`` Hz.
   differs a little per video, plus gaussian pixel noise (std 8/255) in every frame.
 * Motion: the clip is split into ``num_segments`` equal segments; in each the object moves in
   one direction from :data:`DIRECTIONS` (consecutive segments always differ) at a per-video
-  speed of 8-14 px/s (at size 64), wrapping around the frame edges (toroidal world).
+  speed of 8-14 px/s (at size 64). Each segment starts (with a cut) where its whole path stays
+  inside the frame, so the object is never split across the edges.
 * Sound: a train of short tone pulses. The pitch is set by the shape
   (:data:`BASE_FREQUENCIES`), the timbre (harmonic weights) by the colour (:data:`TIMBRES`)
   and the pulse rate by the direction of the current segment (:data:`PULSE_RATES`), so the
@@ -236,7 +237,7 @@ class ToyPlan:
     colour: str
     directions: tuple[str, ...]
     speed: float  # px/s
-    start_xy: tuple[float, float]  # px, object centre at t = 0
+    segment_starts: tuple[tuple[float, float], ...]  # px, object centre at the start of each segment
     background_rgb: tuple[float, float, float]  # 0..255
     brightness: float  # object colour multiplier
     gain: float  # audio peak amplitude before noise
@@ -346,24 +347,47 @@ def plan_toy_clip(index: int, config: ToyWorldConfig = ToyWorldConfig()) -> ToyP
     directions = _draw_directions(rng, config.num_segments)
     scale = config.size / 64.0
     speed = float(rng.uniform(8.0, 14.0)) * scale
-    start_xy = tuple(float(v) for v in rng.uniform(0.0, config.size, 2))
+    segment_starts = _draw_segment_starts(rng, directions, speed, config)
     background = tuple(float(v) for v in rng.uniform(8.0, 45.0, 3))
     brightness = float(rng.uniform(0.85, 1.0))
     gain = float(rng.uniform(0.25, 0.6))
     captions, shifts, fillers = _draw_captions(rng, shape, colour, directions, config)
-    return ToyPlan(index, shape, colour, directions, speed, start_xy, background, brightness,
+    return ToyPlan(index, shape, colour, directions, speed, segment_starts, background, brightness,
                    gain, captions, shifts, fillers)
 
 
+def _draw_segment_starts(
+    rng: np.random.Generator, directions: tuple[str, ...], speed: float, config: ToyWorldConfig
+) -> tuple[tuple[float, float], ...]:
+    """Per segment, a start position from which the whole segment's path stays inside the frame.
+
+    The margin keeps the object (and a 4 px border lost to training crops, at size 64) in view, so
+    a shape is never split across the frame's edges; segments begin with a cut. Where the path
+    cannot fit (a tiny frame or a long segment), it is centred.
+    """
+    s = config.size / 64.0
+    margin = 8.5 * s * config.object_scale + 4.0 * s
+    travel = speed * config.segment_seconds
+    starts = []
+    for direction in directions:
+        vx, vy = DIRECTION_VECTORS[direction]
+        xy = []
+        for v in (vx, vy):
+            lo, hi = margin + travel * max(-v, 0), config.size - margin - travel * max(v, 0)
+            xy.append(float(rng.uniform(lo, hi)) if hi > lo else config.size / 2 - v * travel / 2)
+        starts.append((xy[0], xy[1]))
+    return tuple(starts)
+
+
 def object_positions(plan: ToyPlan, config: ToyWorldConfig) -> np.ndarray:
-    """Object centre (x, y) in px for every frame, wrapped into [0, size): [T, 2] float64."""
+    """Object centre (x, y) in px for every frame, in [0, size): [T, 2] float64."""
     seg = config.segment_seconds
     times = np.arange(config.num_frames) / config.fps
     seg_idx = np.minimum((times / seg).astype(np.int64), config.num_segments - 1)
     velocity = np.array([DIRECTION_VECTORS[d] for d in plan.directions], dtype=np.float64) * plan.speed
-    seg_start_pos = np.concatenate([np.zeros((1, 2)), np.cumsum(velocity * seg, axis=0)[:-1]])
-    offset = seg_start_pos[seg_idx] + velocity[seg_idx] * (times - seg_idx * seg)[:, None]
-    return (np.asarray(plan.start_xy) + offset) % config.size
+    starts = np.asarray(plan.segment_starts, dtype=np.float64)
+    positions = starts[seg_idx] + velocity[seg_idx] * (times - seg_idx * seg)[:, None]
+    return positions % config.size  # a no-op unless a path could not fit in the frame
 
 
 def _shape_masks(shape: str, centres: np.ndarray, size: int, object_scale: float = 1.0) -> np.ndarray:
