@@ -10,3 +10,4 @@ from versanet.encoders import word2vec_text  # noqa: F401
 from versanet.models import recalibrate  # noqa: F401
 from versanet.text import word2vec  # noqa: F401
 from versanet.encoders import audio_resnet, r2plus1d, s3dg, tsm_resnet  # noqa: F401
+from versanet.data import datasets  # noqa: F401

@@ -6,6 +6,8 @@
     versanet toy-data DIR [--num_train 800 ...]             # write the toy world
     versanet tokenizer train CAPTIONS OUTPUT [--vocab_size 8000]   # sentencepiece on a caption file
     versanet deflate CKPT OUT [--method naive|inflate]      # video network -> image network
+    versanet data check CONFIG_OR_DIR                        # report unreadable/short/bad files before a run
+    versanet data shard CONFIG_OR_DIR OUTPUT                 # WebDataset shards of the original bytes
 
 Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
@@ -37,7 +39,11 @@ class VersanetCLI(LightningCLI):
     """LightningCLI with versanet's defaults: any LightningModule / data module by class_path."""
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - LightningArgumentParser
+        from versanet.data.failures import DataHealth
+
         parser.set_defaults({"trainer.log_every_n_steps": 10})
+        # always on: counts unreadable samples across workers and ranks, logs them, keeps them in checkpoints
+        parser.add_lightning_class_args(DataHealth, "data_health")
 
 
 def _subclasses(cls: type) -> Iterator[type]:
@@ -67,7 +73,7 @@ def check_config_names(path: str | Path) -> None:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     known = {name for names in registry.all_names().values() for name in names}
-    known |= {c.__name__ for base in (LightningModule, LightningDataModule) for c in _subclasses(base)}
+    known |= {c.__name__ for base in (LightningModule, LightningDataModule) for c in _subclasses(base) if not c.__name__.startswith("_")}
     for section in ("model", "data"):
         node = config.get(section, {})
         if isinstance(node, str) and node.endswith((".yaml", ".yml")):  # a nested config file, relative to this one
@@ -176,9 +182,14 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
     if args and args[0] not in LIGHTNING_COMMANDS and not args[0].startswith("-"):
         from jsonargparse import CLI
 
+        from versanet.data.check import data_check
+        from versanet.data.shards import data_shard
         from versanet.deflation import deflate_command
 
-        tools = {"list": list_components, "toy-data": toy_data, "tokenizer": {"train": tokenizer_train}, "deflate": deflate_command}
+        tools = {
+            "list": list_components, "toy-data": toy_data, "tokenizer": {"train": tokenizer_train},
+            "deflate": deflate_command, "data": {"check": data_check, "shard": data_shard},
+        }
         CLI(tools, args=args)
         return None
     for path in _config_paths(args):

@@ -1,14 +1,15 @@
-"""Videos with audio tracks and time-stamped captions (HowTo100M layout): dataset and data module.
+"""Videos with audio tracks and time-stamped captions (HowTo100M layout): dataset and data modules.
 
 Layout under ``root`` (what ``versanet toy-data`` writes, and HowTo100M's own shape)::
 
     videos/<video_id>.mp4          video with its audio track
     captions.csv | caption.json    video_id,start,end,text  (or HowTo100M's JSON)
-    splits/train.txt, splits/val.txt   one video id per line
+    splits/train.txt, splits/val.txt   one video id per line (optional: see train_split)
     labels.csv                     optional: video_id,<label columns...> for probes
 
 A sample is a dict: each modality's tensor (see its transform), ``mask[m]`` (bool ``[K]``),
-``index`` (dataset index) and ``label`` (label column -> class index, when labels exist).
+``index`` (dataset index), ``label`` (label column -> class index, when labels exist) and
+``bad_count`` (reads that failed before this sample, see :mod:`versanet.data.failures`).
 """
 
 from __future__ import annotations
@@ -18,22 +19,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
-from versanet.data.captions import Caption, nearest_captions, read_captions, sample_train_window
+from versanet.data.captions import Caption, read_captions
+from versanet.data.datasets.base import ClipDataModule, ClipDataset, VideoItem, stable_fraction
+from versanet.data.failures import TooManyBadSamples
+from versanet.data.sampling import ClipSampler
 from versanet.data.toy import ToyWorldConfig, generate_toy_world
-from versanet.data.transforms import Corpus, ModalityTransform, RawClip
-from versanet.data.video_io import MediaDecodeError, read_clip
+from versanet.data.transforms import Corpus, ModalityTransform
 from versanet.registry import register
 
-log = logging.getLogger(__name__)
+__all__ = ["CaptionedVideoDataModule", "CaptionedVideoDataset", "HowTo100MDataModule", "VideoFolderDataModule", "TooManyBadSamples", "read_labels", "read_split"]
 
-
-class TooManyBadSamples(RuntimeError):
-    """More than ``max_bad_fraction`` of the samples tried in one process could not be read."""
+log = logging.getLogger("versanet.data")
 
 
 def read_split(path: Path) -> list[str]:
@@ -52,12 +51,13 @@ def read_labels(path: Path) -> tuple[dict[str, dict[str, int]], dict[str, list[s
     return {row["video_id"]: {c: index[c][row[c]] for c in columns} for row in rows}, classes
 
 
-class CaptionedVideoDataset(Dataset):
+class CaptionedVideoDataset(ClipDataset):
     """Clips of ``num_frames`` frames at ``fps`` with the same window's audio and the K nearest captions.
 
     Train: a random caption, its tightest K-window of consecutive captions, a random clip inside
     the window's span (MIL-NCE sampling); videos without captions get a random clip and a False
-    text mask. Eval: the centred clip and the K captions nearest its centre, nearest first.
+    text mask. Eval: the centred clip (``eval_clips > 1``: evenly spaced clips, stacked) and the K
+    captions nearest its centre, nearest first; captions past the video's end are never chosen.
     A file that cannot be decoded is logged with its path, counted, and replaced by another
     sample; past ``max_bad_fraction`` of the samples tried, :class:`TooManyBadSamples` stops the run.
     """
@@ -80,85 +80,38 @@ class CaptionedVideoDataset(Dataset):
         seed: int = 0,
         max_bad_fraction: float = 0.05,
         name: str = "dataset",
+        eval_clips: int = 1,
+        missing_audio: str = "silence",
     ) -> None:
-        self.root, self.video_ids, self.captions = Path(root), list(video_ids), captions
-        self.transforms, self.train = transforms, train
-        self.num_frames, self.fps, self.audio_rate, self.num_candidates = num_frames, fps, audio_rate, num_candidates
-        self.short_side, self.labels = short_side, labels
-        self.video_dir, self.video_ext, self.seed = video_dir, video_ext, seed
-        self.max_bad_fraction, self.name = max_bad_fraction, name
-        self.needs = frozenset().union(*(t.needs for t in transforms.values()))
-        self.tried = 0  # reads attempted in this process
-        self.failed = 0  # reads that failed in this process
-        self.bad: dict[str, str] = {}  # path -> reason, each unreadable file once
-        self._epoch_draws = 0
-
-    def __len__(self) -> int:
-        return len(self.video_ids)
+        self.video_ids, self.captions, self.labels = list(video_ids), captions, labels
+        self.video_dir, self.video_ext = video_dir, video_ext
+        root = Path(root)
+        items = [
+            VideoItem(vid, str(root / video_dir / f"{vid}{video_ext}"), (labels.get(vid, {}) if labels is not None else None), captions.get(vid, []))
+            for vid in self.video_ids
+        ]
+        sampler = ClipSampler(num_frames, fps, audio_rate, short_side, eval_clips, 1, num_candidates, missing_audio)
+        super().__init__(items, transforms, sampler, train, name=name, root=root, max_bad_fraction=max_bad_fraction, seed=seed)
 
     def path(self, index: int) -> Path:
-        return self.root / self.video_dir / f"{self.video_ids[index]}{self.video_ext}"
-
-    def _rng(self, index: int) -> np.random.Generator:
-        if not self.train:
-            return np.random.default_rng([self.seed, index])
-        worker = get_worker_info()
-        self._epoch_draws += 1
-        return np.random.default_rng([self.seed, index, torch.initial_seed() % 2**32, self._epoch_draws, worker.id if worker else 0])
-
-    def load(self, index: int) -> dict[str, Any]:
-        """Decode and transform sample ``index`` (raises :class:`MediaDecodeError` for a bad file)."""
-        vid = self.video_ids[index]
-        rng = self._rng(index)
-        caps = self.captions.get(vid, [])
-        duration = self.num_frames / self.fps
-        start, chosen = None, []
-        if self.train and caps and "captions" in self.needs:
-            # the window needs the video's duration only to clamp; read_clip clamps again with the real one
-            start, chosen = sample_train_window(caps, self.num_candidates, duration, float("inf"), rng)
-        clip = read_clip(
-            self.path(index), start, self.num_frames, self.fps,
-            self.audio_rate if "audio" in self.needs else None,
-            with_video="frames" in self.needs, short_side=self.short_side, train=self.train, rng=rng,
-        )
-        if caps and not chosen:
-            chosen = nearest_captions(caps, clip.start, clip.start + duration, self.num_candidates)
-        raw = RawClip(vid, clip.start, duration, self.train, clip.frames, clip.audio, self.audio_rate, [caps[i].text for i in chosen])
-        sample: dict[str, Any] = {"index": index, "mask": {}}
-        for modality, transform in self.transforms.items():
-            sample[modality], sample["mask"][modality] = transform(raw)
-        if self.labels is not None:
-            sample["label"] = self.labels.get(vid, {})
-        return sample
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        for attempt in range(10):
-            self.tried += 1
-            try:
-                return self.load(index)
-            except MediaDecodeError as err:
-                self.failed += 1
-                self.bad[err.path] = err.reason
-                log.warning("%s: skipping unreadable sample %s (%d failed of %d tried)", self.name, err, self.failed, self.tried)
-                if self.tried >= 20 and self.failed / self.tried > self.max_bad_fraction:
-                    raise TooManyBadSamples(
-                        f"{self.name} under {self.root}: {self.failed} of {self.tried} samples tried could not be read, "
-                        f"{len(self.bad)} distinct files (> max_bad_fraction {self.max_bad_fraction}); last: {err}"
-                    ) from err
-                index = int(np.random.default_rng([self.seed, index, attempt, self.tried]).integers(len(self)))
-        raise TooManyBadSamples(f"{self.name} under {self.root}: 10 samples in a row could not be read")
+        return Path(self.items[index].path)
 
 
 @register("dataset")
-class CaptionedVideoDataModule(LightningDataModule):
+class CaptionedVideoDataModule(ClipDataModule):
     """Videos + audio tracks + time-stamped captions (HowTo100M layout), or the generated toy world.
 
     Args:
         root: corpus folder (layout in the module docstring).
         transforms: modality -> transform; the keys are the batch keys the encoders read.
+        captions: caption file (``.csv`` video_id,start,end,text or HowTo100M ``.json``), relative to root.
+        train_split, val_split: files of video ids; ``train_split: null`` uses every video file under
+            ``video_dir`` (minus the val ids); ``val_split: null`` holds out ``val_fraction`` of them.
+        caption_errors: ``replace`` (invalid UTF-8 bytes replaced, bad rows skipped, each logged) or ``strict``.
         toy: generate the toy world into ``root`` first (once; skipped when already complete).
         num_frames, fps: clip length and frame rate; the audio covers the same window.
         short_side: resize frames while decoding (cheaper than resizing decoded full-size frames).
+        eval_clips: evenly spaced clips per validation sample (1: the centred clip, no view axis).
     """
 
     def __init__(
@@ -166,8 +119,8 @@ class CaptionedVideoDataModule(LightningDataModule):
         root: str,
         transforms: dict[str, ModalityTransform],
         captions: str = "captions.csv",
-        train_split: str = "splits/train.txt",
-        val_split: str = "splits/val.txt",
+        train_split: str | None = "splits/train.txt",
+        val_split: str | None = "splits/val.txt",
         labels: str | None = "labels.csv",
         video_dir: str = "videos",
         video_ext: str = ".mp4",
@@ -181,29 +134,56 @@ class CaptionedVideoDataModule(LightningDataModule):
         toy: ToyWorldConfig | None = None,
         max_bad_fraction: float = 0.05,
         seed: int = 0,
+        eval_clips: int = 1,
+        missing_audio: str = "silence",
+        val_fraction: float = 0.01,
+        caption_errors: str = "replace",
+        shards: str | None = None,
+        samples_per_epoch: int | None = None,
     ) -> None:
-        super().__init__()
-        self.root = Path(root)
-        self.transforms = transforms
-        self.kw = dict(num_frames=num_frames, fps=fps, audio_rate=audio_rate, short_side=short_side,
-                       video_dir=video_dir, video_ext=video_ext, seed=seed, max_bad_fraction=max_bad_fraction)
+        super().__init__(
+            root, transforms, batch_size=batch_size, val_batch_size=val_batch_size, num_workers=num_workers, num_frames=num_frames,
+            fps=fps, audio_rate=audio_rate, short_side=short_side, eval_clips=eval_clips, missing_audio=missing_audio,
+            max_bad_fraction=max_bad_fraction, seed=seed, shards=shards, samples_per_epoch=samples_per_epoch,
+        )
+        self.kw = dict(num_frames=num_frames, fps=fps, audio_rate=audio_rate, short_side=short_side, video_dir=video_dir,
+                       video_ext=video_ext, seed=seed, max_bad_fraction=max_bad_fraction, eval_clips=eval_clips, missing_audio=missing_audio)
         self.captions_file, self.labels_file = captions, labels
-        self.train_split, self.val_split = train_split, val_split
-        self.batch_size, self.val_batch_size = batch_size, val_batch_size or batch_size
-        self.num_workers, self.toy = num_workers, toy
+        self.train_split, self.val_split, self.val_fraction = train_split, val_split, val_fraction
+        self.video_dir, self.video_ext, self.caption_errors = video_dir, video_ext, caption_errors
+        self.toy = toy
         self.label_classes: dict[str, list[str]] = {}
         self._corpus: Corpus | None = None
+        self._captions: dict[str, list[Caption]] | None = None
 
-    @property
-    def num_candidates(self) -> int:
-        text = [t for t in self.transforms.values() if "captions" in t.needs]
-        return getattr(text[0], "num_candidates", 1) if text else 1
+    def read_captions(self) -> dict[str, list[Caption]]:
+        """The caption file (read once)."""
+        if self._captions is None:
+            path = self.root / self.captions_file
+            self._captions = read_captions(path, errors=self.caption_errors) if path.is_file() or self.caption_errors == "strict" else {}
+            if not path.is_file():
+                log.warning("%s: caption file %s not found: no text", type(self).__name__, path)
+        return self._captions
+
+    def split_ids(self, split: str) -> list[str]:
+        """Video ids of ``train`` or ``val`` (``test`` = ``val``): the split file, else every video file (see Args)."""
+        split = "val" if split == "test" else split
+        listed = self.train_split if split == "train" else self.val_split
+        if listed is not None:
+            return read_split(self.root / listed)
+        folder = self.root / self.video_dir
+        ids = sorted(p.stem for p in folder.glob(f"*{self.video_ext}") if not p.name.startswith(".")) if folder.is_dir() else []
+        if split == "train" and self.val_split is not None:
+            val = set(read_split(self.root / self.val_split))
+        else:
+            val = {v for v in ids if stable_fraction(v, self.seed) < self.val_fraction}
+        return sorted(val) if split == "val" else [v for v in ids if v not in val]
 
     def corpus(self) -> Corpus:
         """Training captions (what a tokenizer may learn from)."""
         if self._corpus is None:
-            caps = read_captions(self.root / self.captions_file)
-            train = set(read_split(self.root / self.train_split))
+            caps = self.read_captions()
+            train = set(self.split_ids("train"))
             self._corpus = Corpus(self.root, [c.text for vid, cs in caps.items() if vid in train for c in cs])
         return self._corpus
 
@@ -216,29 +196,67 @@ class CaptionedVideoDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         for transform in self.transforms.values():
             transform.setup(self.corpus())
-        captions = read_captions(self.root / self.captions_file)
-        labels = None
+        self._sets.clear()
+        self.dataset("train")
+        self.dataset("val")
+
+    def _labels(self) -> dict[str, dict[str, int]] | None:
         if self.labels_file and (self.root / self.labels_file).is_file():
             labels, self.label_classes = read_labels(self.root / self.labels_file)
-        common = dict(captions=captions, transforms=self.transforms, num_candidates=self.num_candidates, labels=labels, **self.kw)
-        self.train_set = CaptionedVideoDataset(self.root, read_split(self.root / self.train_split), train=True, name="train", **common)
-        self.val_set = CaptionedVideoDataset(self.root, read_split(self.root / self.val_split), train=False, name="val", **common)
+            return labels
+        return None
 
-    def modality_specs(self) -> dict[str, dict[str, Any]]:
-        """Modality -> what its transform says about the input (checked against the encoders)."""
-        return {m: t.spec() for m, t in self.transforms.items()}
+    def dataset(self, split: str) -> CaptionedVideoDataset:
+        split = "val" if split == "test" else split
+        if split not in self._sets:
+            self._sets[split] = CaptionedVideoDataset(
+                self.root, self.split_ids(split), self.read_captions(), self.transforms, train=split == "train",
+                num_candidates=self.num_candidates, labels=self._labels(), name=f"{type(self).__name__} {split}", **self.kw,
+            )
+        return self._sets[split]  # type: ignore[return-value]
 
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool) -> DataLoader:
+    def list_items(self, split: str) -> list[VideoItem]:
+        return self.dataset(split).items
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool, collate_fn: Any = None) -> DataLoader:
         return DataLoader(
             dataset, batch_size=batch_size, shuffle=train, drop_last=train, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.val_batch_size, train=False)
-
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()
+
+
+@register("dataset")
+class HowTo100MDataModule(CaptionedVideoDataModule):
+    """HowTo100M: ``videos/<video_id>.mp4`` + the released ``caption.json`` (ASR captions); MMV/VATT's text corpus.
+
+    Defaults follow the release: ``caption.json``; no split files (every video is used for training,
+    ``val_fraction`` of them held out by a hash of the id); no labels. Clips of 32 frames at 10 fps.
+    """
+
+    def __init__(
+        self, root: str, transforms: dict[str, ModalityTransform], captions: str = "caption.json", train_split: str | None = None,
+        val_split: str | None = None, labels: str | None = None, num_frames: int = 32, fps: float = 10.0, val_fraction: float = 0.001, **kwargs,
+    ) -> None:
+        super().__init__(root, transforms, captions=captions, train_split=train_split, val_split=val_split, labels=labels,
+                         num_frames=num_frames, fps=fps, val_fraction=val_fraction, **kwargs)
+
+
+@register("dataset")
+class VideoFolderDataModule(CaptionedVideoDataModule):
+    """Your own folder of videos and a captions CSV (``video_id,start,end,text``): pretraining data, no other files needed.
+
+    Every ``video_ext`` file under ``root/video_dir`` is used; ``val_fraction`` of them (by a hash of
+    the id) are held out for validation, unless split files are given. Videos without captions get
+    a False text mask.
+    """
+
+    def __init__(
+        self, root: str, transforms: dict[str, ModalityTransform], captions: str = "captions.csv", video_dir: str = "videos",
+        video_ext: str = ".mp4", train_split: str | None = None, val_split: str | None = None, labels: str | None = None,
+        val_fraction: float = 0.05, **kwargs,
+    ) -> None:
+        super().__init__(root, transforms, captions=captions, video_dir=video_dir, video_ext=video_ext, train_split=train_split,
+                         val_split=val_split, labels=labels, val_fraction=val_fraction, **kwargs)

@@ -7,11 +7,15 @@ or HowTo100M's ``caption.json`` (``{video_id: {"start": [...], "end": [...], "te
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger("versanet.data")
 
 
 @dataclass(frozen=True)
@@ -29,47 +33,80 @@ class CaptionFileError(ValueError):
     """A caption file that cannot be parsed; the message names the file, the line and the problem."""
 
 
-def read_captions(path: str | Path) -> dict[str, list[Caption]]:
-    """``{video_id: captions sorted by start}`` from a ``.csv`` or ``.json`` caption file."""
+def read_captions(path: str | Path, errors: str = "strict") -> dict[str, list[Caption]]:
+    """``{video_id: captions sorted by start}`` from a ``.csv`` or ``.json`` caption file.
+
+    ``errors="strict"`` raises :class:`CaptionFileError` on the first problem; ``"replace"`` decodes
+    invalid UTF-8 bytes as U+FFFD and skips unparsable rows, logging each problem
+    (:func:`read_captions_report` returns them).
+    """
+    return read_captions_report(path, errors)[0]
+
+
+def read_captions_report(path: str | Path, errors: str = "replace") -> tuple[dict[str, list[Caption]], list[str]]:
+    """Captions and the problems met reading them (one line each, naming the file and the line)."""
+    if errors not in ("strict", "replace"):
+        raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"caption file not found: {path}")
-    reader = _read_json if path.suffix.lower() == ".json" else _read_csv
-    out = reader(path)
-    return {vid: sorted(caps, key=lambda c: (c.start, c.end)) for vid, caps in out.items()}
-
-
-def _read_csv(path: Path) -> dict[str, list[Caption]]:
-    out: dict[str, list[Caption]] = {}
+    raw = path.read_bytes()
+    problems: list[str] = []
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = {"video_id", "start", "end", "text"} - set(reader.fieldnames or [])
-            if missing:
-                raise CaptionFileError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected video_id,start,end,text")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    cap = Caption(float(row["start"]), float(row["end"]), row["text"] or "")
-                except (TypeError, ValueError) as err:
-                    raise CaptionFileError(f"{path}, line {line}: bad start/end ({row['start']!r}, {row['end']!r}): {err}") from err
-                out.setdefault(row["video_id"], []).append(cap)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise CaptionFileError(f"{path}: not valid UTF-8 ({err})") from err
+        if errors == "strict":
+            what = "JSON caption file" if path.suffix.lower() == ".json" else "caption file"
+            raise CaptionFileError(f"{path}: not valid UTF-8 ({err})" if what == "caption file" else f"{path}: not a valid UTF-8 JSON caption file ({err})") from err
+        text = raw.decode("utf-8", errors="replace")
+        bad_lines = [i for i, line in enumerate(text.splitlines(), start=1) if "\ufffd" in line]
+        problems.append(f"{path}: not valid UTF-8 on {len(bad_lines)} line(s) (first: line {bad_lines[0] if bad_lines else '?'}); invalid bytes replaced")
+    reader = _read_json if path.suffix.lower() == ".json" else _read_csv
+    out = reader(path, text, problems if errors == "replace" else None)
+    for problem in problems:
+        log.warning("%s", problem)
+    return {vid: sorted(caps, key=lambda c: (c.start, c.end)) for vid, caps in out.items()}, problems
+
+
+def _read_csv(path: Path, text: str, problems: list[str] | None) -> dict[str, list[Caption]]:
+    out: dict[str, list[Caption]] = {}
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"video_id", "start", "end", "text"} - set(reader.fieldnames or [])
+    if missing:
+        raise CaptionFileError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected video_id,start,end,text")
+    for line, row in enumerate(reader, start=2):
+        try:
+            cap = Caption(float(row["start"]), float(row["end"]), row["text"] or "")
+        except (TypeError, ValueError) as err:
+            message = f"{path}, line {line}: bad start/end ({row['start']!r}, {row['end']!r}): {err}"
+            if problems is None:
+                raise CaptionFileError(message) from err
+            problems.append(message + "; row skipped")
+            continue
+        out.setdefault(row["video_id"], []).append(cap)
     return out
 
 
-def _read_json(path: Path) -> dict[str, list[Caption]]:
+def _read_json(path: Path, text: str, problems: list[str] | None) -> dict[str, list[Caption]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
         raise CaptionFileError(f"{path}: not a valid UTF-8 JSON caption file ({err})") from err
     out: dict[str, list[Caption]] = {}
     for vid, entry in data.items():
         try:
             out[vid] = [Caption(float(s), float(e), str(t)) for s, e, t in zip(entry["start"], entry["end"], entry["text"], strict=True)]
         except (KeyError, TypeError, ValueError) as err:
-            raise CaptionFileError(f"{path}: video {vid!r}: expected start/end/text lists of equal length ({err})") from err
+            message = f"{path}: video {vid!r}: expected start/end/text lists of equal length ({err})"
+            if problems is None:
+                raise CaptionFileError(message) from err
+            problems.append(message + "; video's captions skipped")
     return out
+
+
+def captions_outside(captions: list[Caption], video_duration: float, tolerance: float = 0.5) -> list[Caption]:
+    """Captions that start after the video ends (or end before 0): they can never match a clip."""
+    return [c for c in captions if c.start > video_duration + tolerance or c.end < 0 or c.end < c.start]
 
 
 def consecutive_window(captions: list[Caption], index: int, k: int) -> list[int]:

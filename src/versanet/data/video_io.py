@@ -1,19 +1,32 @@
-"""Decode a time window of a video file with PyAV: frames at a target fps and the audio of the same window.
+"""Decode time windows of a media file with PyAV: frames at a target fps and the audio of the same windows.
 
-One container open and one seek per clip: the demuxer reads video and audio packets of the window
-in a single pass. Frames are picked by timestamp (the decoded frame nearest each target time
-``start + i/fps``) and converted to RGB (optionally resized) in C by libswscale; audio is mixed to
-mono float and resampled in C by libswresample. Timing uses each frame's own ``pts``, so AAC
-priming samples and streams that start late are handled.
+One container open per call, and one seek per *run* of nearby windows: the demuxer reads video and
+audio packets of a run in a single pass (several evenly spaced evaluation clips of a short video
+cost one pass over it, not one seek each). Frames are picked by timestamp (the decoded frame
+nearest each target time ``start + i/fps``) and converted to RGB (optionally resized) in C by
+libswscale; audio is mixed to mono float and resampled in C by libswresample. Timing uses each
+frame's own ``pts``, so AAC priming samples and streams that start late are handled.
+
+A source is a path, the file's bytes, or a binary file object (``av.open`` reads all three), so
+WebDataset shards decode the original compressed bytes without temporary files.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, Callable, Sequence, Union
 
 import av
 import numpy as np
+
+MediaSource = Union[str, Path, bytes, BinaryIO]
+
+#: windows further apart than this (seconds) get their own seek instead of decoding the gap
+SEEK_GAP = 4.0
+#: frames missing more than this many seconds before the declared end mean a truncated file
+TRUNCATION_SLACK = 1.0
 
 
 class MediaDecodeError(RuntimeError):
@@ -36,12 +49,68 @@ class Clip:
     video_duration: float
 
 
-def _duration(container: av.container.InputContainer) -> float:
+@dataclass
+class MediaInfo:
+    """What the container header says: duration (s), streams, frame size (0 without video)."""
+
+    duration: float
+    has_video: bool
+    has_audio: bool
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+    audio_rate: int = 0
+
+
+def source_name(source: MediaSource, name: str | None = None) -> str:
+    """How errors name a source: ``name`` when given, else the path, else ``<bytes>``."""
+    if name is not None:
+        return name
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return getattr(source, "name", None) or "<bytes>"
+
+
+def open_media(source: MediaSource, name: str | None = None) -> av.container.InputContainer:
+    """``av.open`` on a path, bytes or file object; :class:`MediaDecodeError` naming it when that fails."""
+    label = source_name(source, name)
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return av.open(io.BytesIO(bytes(source)))
+        if isinstance(source, (str, Path)):
+            return av.open(str(source))
+        return av.open(source)
+    except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
+        raise MediaDecodeError(label, f"cannot open: {err}") from err
+
+
+def container_duration(container: av.container.InputContainer) -> float:
+    """Duration in seconds from the container, else the longest stream, else 0."""
     if container.duration is not None:
         return container.duration / av.time_base
+    best = 0.0
     for stream in container.streams:
         if stream.duration is not None and stream.time_base is not None:
-            return float(stream.duration * stream.time_base)
+            best = max(best, float(stream.duration * stream.time_base))
+    return best
+
+
+def probe(source: MediaSource, name: str | None = None) -> MediaInfo:
+    """Header facts of a media file without decoding (raises :class:`MediaDecodeError` when it cannot be opened)."""
+    with open_media(source, name) as container:
+        v = container.streams.video[0] if container.streams.video else None
+        a = container.streams.audio[0] if container.streams.audio else None
+        return MediaInfo(
+            duration=container_duration(container), has_video=v is not None, has_audio=a is not None,
+            width=v.codec_context.width if v else 0, height=v.codec_context.height if v else 0,
+            fps=float(v.average_rate) if v is not None and v.average_rate else 0.0,
+            audio_rate=a.codec_context.sample_rate if a is not None else 0,
+        )
+
+
+def _stream_duration(stream: av.stream.Stream) -> float:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
     return 0.0
 
 
@@ -53,13 +122,13 @@ def _resize_to_short_side(width: int, height: int, short_side: int | None) -> tu
 
 
 class _FramePicker:
-    """Streams decoded frames and keeps, for each target time, the nearest frame (converted once)."""
+    """Streams decoded frames and keeps, for each (sorted) target time, the nearest frame (converted once)."""
 
     def __init__(self, targets: np.ndarray, size: tuple[int, int] | None) -> None:
         self.targets = targets
         self.size = size
         self.out: list[np.ndarray] = []
-        self.prev: tuple[float, av.VideoFrame] | None = None
+        self.prev: tuple[float, av.VideoFrame, np.ndarray | None] | None = None
 
     @property
     def done(self) -> bool:
@@ -71,108 +140,25 @@ class _FramePicker:
         return frame.reformat(width=self.size[0], height=self.size[1], format="rgb24").to_ndarray()
 
     def push(self, time: float, frame: av.VideoFrame) -> None:
+        converted: np.ndarray | None = None
         while not self.done and time >= self.targets[len(self.out)]:
             target = self.targets[len(self.out)]
-            use_prev = self.prev is not None and (target - self.prev[0]) < (time - target)
-            self.out.append(self._convert(self.prev[1] if use_prev else frame))
-        self.prev = (time, frame)
+            if self.prev is not None and (target - self.prev[0]) < (time - target):
+                if self.prev[2] is None:
+                    self.prev = (self.prev[0], self.prev[1], self._convert(self.prev[1]))
+                self.out.append(self.prev[2])
+            else:
+                converted = self._convert(frame) if converted is None else converted
+                self.out.append(converted)
+        self.prev = (time, frame, converted)
 
     def finish(self) -> list[np.ndarray]:
         """Targets past the last frame repeat it (a clip that runs over the end of the video)."""
-        if self.prev is not None:
-            last = self._convert(self.prev[1]) if not self.done else None
+        if self.prev is not None and not self.done:
+            last = self.prev[2] if self.prev[2] is not None else self._convert(self.prev[1])
             while not self.done:
                 self.out.append(last)
         return self.out
-
-
-def read_clip(
-    path: str | Path,
-    start: float | None = None,
-    num_frames: int = 8,
-    fps: float = 10.0,
-    audio_rate: int | None = 16000,
-    with_video: bool = True,
-    short_side: int | None = None,
-    train: bool = False,
-    rng: np.random.Generator | None = None,
-) -> Clip:
-    """Decode ``num_frames`` frames at ``fps`` and the mono audio of the same window from ``path``.
-
-    Args:
-        start: window start in seconds; None picks it: uniformly at random when ``train`` (with
-            ``rng``), else centred in the video. Clamped so the window fits when the video is long enough.
-        audio_rate: resample audio to this rate; None skips audio.
-        with_video: False skips frame decoding (audio-only use).
-        short_side: resize frames so the shorter side has this many pixels, during conversion.
-
-    Returns a :class:`Clip` with ``frames [num_frames, H, W, 3]`` and ``audio [round(num_frames/fps*audio_rate)]``.
-    Raises :class:`MediaDecodeError` naming the file when it cannot be opened or holds no decodable frame.
-    """
-    duration = num_frames / fps
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as err:
-        raise MediaDecodeError(path, f"cannot open: {err}") from err
-    with container:
-        vstream = container.streams.video[0] if container.streams.video else None
-        astream = container.streams.audio[0] if (container.streams.audio and audio_rate) else None
-        if with_video and vstream is None:
-            raise MediaDecodeError(path, "no video stream")
-        video_duration = _duration(container)
-        if start is None:
-            room = max(video_duration - duration, 0.0)
-            start = float((rng or np.random.default_rng()).uniform(0.0, room)) if train else room / 2
-        start = max(0.0, min(start, max(video_duration - duration, 0.0)))
-        end = start + duration
-
-        picker = None
-        if with_video and vstream is not None:
-            vstream.thread_type = "AUTO"
-            size = _resize_to_short_side(vstream.codec_context.width, vstream.codec_context.height, short_side)
-            picker = _FramePicker(start + np.arange(num_frames) / fps, None if short_side is None else size)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=audio_rate) if astream is not None else None
-        audio_chunks: list[np.ndarray] = []
-        audio_t0: float | None = None
-        audio_done = astream is None
-
-        streams = [s for s in (vstream if picker else None, astream) if s is not None]
-        try:
-            if start > 0:
-                container.seek(int(start * av.time_base), backward=True, any_frame=False)
-            for packet in container.demux(*streams) if streams else ():
-                for frame in packet.decode():
-                    if frame.pts is None or frame.time_base is None:
-                        continue
-                    time = float(frame.pts * frame.time_base)
-                    if packet.stream is vstream and picker is not None and not picker.done:
-                        picker.push(time, frame)
-                    elif packet.stream is astream and not audio_done:
-                        if time + frame.samples / frame.sample_rate < start:
-                            continue
-                        for out in resampler.resample(frame):
-                            if audio_t0 is None:
-                                audio_t0 = time
-                            audio_chunks.append(out.to_ndarray().reshape(-1))
-                        if time > end:
-                            audio_done = True
-                if (picker is None or picker.done) and audio_done:
-                    break
-            if resampler is not None and audio_t0 is not None:
-                audio_chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-        except (av.FFmpegError, OSError, ValueError) as err:
-            raise MediaDecodeError(path, f"decoding failed near {start:.2f}s: {err}") from err
-
-        frames = None
-        if picker is not None:
-            decoded = picker.finish()
-            if not decoded:
-                raise MediaDecodeError(path, f"no decodable video frame at or after {start:.2f}s (duration {video_duration:.2f}s)")
-            frames = np.stack(decoded)
-        audio = None
-        if astream is not None:
-            audio = _window(audio_chunks, audio_t0, start, duration, audio_rate)
-    return Clip(frames, audio, start, duration, video_duration)
 
 
 def _window(chunks: list[np.ndarray], t0: float | None, start: float, duration: float, rate: int) -> np.ndarray:
@@ -181,10 +167,155 @@ def _window(chunks: list[np.ndarray], t0: float | None, start: float, duration: 
     out = np.zeros(n, dtype=np.float32)
     if t0 is None or not chunks:
         return out
-    signal = np.concatenate(chunks)
+    signal = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
     offset = round((start - t0) * rate)
     src_lo, dst_lo = max(offset, 0), max(-offset, 0)
     length = min(n - dst_lo, len(signal) - src_lo)
     if length > 0:
         out[dst_lo : dst_lo + length] = signal[src_lo : src_lo + length]
     return out
+
+
+def fit_start(start: float | None, clip_duration: float, video_duration: float, train: bool, rng: np.random.Generator | None) -> float:
+    """Clamp ``start`` so the window fits; None picks it (uniform at random when ``train``, else centred)."""
+    room = max(video_duration - clip_duration, 0.0)
+    if start is None:
+        start = float((rng or np.random.default_rng()).uniform(0.0, room)) if train else room / 2
+    return max(0.0, min(start, room))
+
+
+def _runs(starts: list[float], clip_duration: float) -> list[list[int]]:
+    """Window indices grouped into runs decoded in one pass (sorted by start, gaps below :data:`SEEK_GAP`)."""
+    order = sorted(range(len(starts)), key=lambda i: starts[i])
+    runs: list[list[int]] = []
+    for i in order:
+        if runs and starts[i] - (starts[runs[-1][-1]] + clip_duration) <= SEEK_GAP:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _decode_run(
+    container: av.container.InputContainer, label: str, starts: list[float], num_frames: int, fps: float,
+    audio_rate: int | None, with_video: bool, short_side: int | None, first: bool,
+) -> tuple[list[np.ndarray] | None, tuple[list[np.ndarray], float | None] | None]:
+    """Decode one run: frames of every window (targets flattened) and the audio spanning the run."""
+    vstream = container.streams.video[0] if (with_video and container.streams.video) else None
+    astream = container.streams.audio[0] if (container.streams.audio and audio_rate) else None
+    lo, hi = min(starts), max(starts) + num_frames / fps
+    picker = None
+    targets = np.concatenate([s + np.arange(num_frames) / fps for s in starts]) if vstream is not None else np.zeros(0)
+    unique, inverse = np.unique(targets, return_inverse=True)
+    if vstream is not None:
+        vstream.thread_type = "AUTO"
+        size = _resize_to_short_side(vstream.codec_context.width, vstream.codec_context.height, short_side)
+        picker = _FramePicker(unique, None if short_side is None else size)
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=audio_rate) if astream is not None else None
+    chunks: list[np.ndarray] = []
+    t0: float | None = None
+    audio_done = astream is None
+    streams = [s for s in (vstream, astream) if s is not None]
+    try:
+        if lo > 0 or not first:
+            container.seek(int(lo * av.time_base), backward=True, any_frame=False)
+        for packet in container.demux(*streams) if streams else ():
+            for frame in packet.decode():
+                if frame.pts is None or frame.time_base is None:
+                    continue
+                time = float(frame.pts * frame.time_base)
+                if packet.stream is vstream and picker is not None and not picker.done:
+                    picker.push(time, frame)
+                elif packet.stream is astream and not audio_done:
+                    if time + frame.samples / frame.sample_rate < lo:
+                        continue
+                    for out in resampler.resample(frame):
+                        t0 = time if t0 is None else t0
+                        chunks.append(out.to_ndarray().reshape(-1))
+                    audio_done = time > hi
+            if (picker is None or picker.done) and audio_done:
+                break
+        if resampler is not None and t0 is not None:
+            chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise MediaDecodeError(label, f"decoding failed near {lo:.2f}s: {err}") from err
+    frames = None
+    if picker is not None:
+        padded_from = picker.targets[len(picker.out)] if not picker.done else None
+        decoded = picker.finish()
+        if not decoded:
+            raise MediaDecodeError(label, f"no decodable video frame at or after {lo:.2f}s (duration {container_duration(container):.2f}s)")
+        declared = _stream_duration(vstream) or container_duration(container)
+        if padded_from is not None and picker.prev is not None and padded_from < declared - TRUNCATION_SLACK:
+            raise MediaDecodeError(label, f"truncated: frames stop at {picker.prev[0]:.2f}s but the video declares {declared:.2f}s")
+        frames = [decoded[j] for j in inverse]
+    return frames, ((chunks, t0) if astream is not None else None)
+
+
+def read_clips(
+    source: MediaSource,
+    starts: Sequence[float | None] | Callable[[float], Sequence[float]],
+    num_frames: int = 8,
+    fps: float = 10.0,
+    audio_rate: int | None = 16000,
+    with_video: bool = True,
+    short_side: int | None = None,
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+    name: str | None = None,
+) -> list[Clip]:
+    """Decode several windows of ``num_frames`` frames at ``fps`` (and their mono audio) with one open.
+
+    ``starts`` are window starts in seconds (None: random when ``train``, else centred), or a function
+    of the video's duration returning them; each is clamped so the window fits when the video is long enough. Windows close together are decoded in one
+    pass. Returns one :class:`Clip` per start, in the given order.
+    Raises :class:`MediaDecodeError` naming the file when it cannot be opened or holds no decodable frame.
+    """
+    label = source_name(source, name)
+    duration = num_frames / fps
+    with open_media(source, name) as container:
+        if with_video and not container.streams.video:
+            raise MediaDecodeError(label, "no video stream")
+        video_duration = container_duration(container)
+        if callable(starts):
+            starts = starts(video_duration)
+        fitted = [fit_start(s, duration, video_duration, train, rng) for s in starts]
+        clips: list[Clip | None] = [None] * len(fitted)
+        for k, run in enumerate(_runs(fitted, duration)):
+            run_starts = [fitted[i] for i in run]
+            frames, audio = _decode_run(container, label, run_starts, num_frames, fps, audio_rate, with_video, short_side, first=k == 0)
+            for j, i in enumerate(run):
+                clip_frames = np.stack(frames[j * num_frames : (j + 1) * num_frames]) if frames is not None else None
+                clip_audio = _window(audio[0], audio[1], fitted[i], duration, audio_rate) if audio is not None else None
+                clips[i] = Clip(clip_frames, clip_audio, fitted[i], duration, video_duration)
+    return clips  # type: ignore[return-value]
+
+
+def read_clip(
+    path: MediaSource,
+    start: float | None = None,
+    num_frames: int = 8,
+    fps: float = 10.0,
+    audio_rate: int | None = 16000,
+    with_video: bool = True,
+    short_side: int | None = None,
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+    name: str | None = None,
+) -> Clip:
+    """Decode ``num_frames`` frames at ``fps`` and the mono audio of the same window from ``path``.
+
+    Args:
+        path: file path, the file's bytes, or a binary file object.
+        start: window start in seconds; None picks it: uniformly at random when ``train`` (with
+            ``rng``), else centred in the video. Clamped so the window fits when the video is long enough.
+        audio_rate: resample audio to this rate; None skips audio.
+        with_video: False skips frame decoding (audio-only use, e.g. a .wav file).
+        short_side: resize frames so the shorter side has this many pixels, during conversion.
+        name: how errors name a bytes source.
+
+    Returns a :class:`Clip` with ``frames [num_frames, H, W, 3]`` and ``audio [round(num_frames/fps*audio_rate)]``
+    (None when the file has no audio stream).
+    Raises :class:`MediaDecodeError` naming the file when it cannot be opened or holds no decodable frame.
+    """
+    return read_clips(path, [start], num_frames, fps, audio_rate, with_video, short_side, train, rng, name)[0]

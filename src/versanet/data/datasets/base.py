@@ -1,0 +1,347 @@
+"""The shared machinery of every corpus: listed items -> decoded, transformed samples; the data module around them.
+
+A corpus reader only lists :class:`VideoItem` s per split (file, label, captions, segment, query
+caption) and its class names; :class:`ClipDataset` turns an item into a sample with the shared
+:class:`~versanet.data.sampling.ClipSampler`, the modality transforms and the failure policy, and
+:class:`ClipDataModule` provides the Lightning plumbing (splits, loaders, multi-view evaluation,
+WebDataset shards in place of files).
+
+Sample layout (``V = eval_clips * eval_crops`` views at val/test, 1 in training)::
+
+    {modality: [*input] or [V, *input], "mask": {modality: [K] or [V]}, "index": int,
+     "label": int64 scalar | float32 [num_classes] multi-hot | {column: int}, "bad_count": int}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, get_worker_info
+
+from versanet.data.captions import Caption
+from versanet.data.failures import SkipBadSamples
+from versanet.data.sampling import ClipSampler, apply_transforms, needs_of
+from versanet.data.transforms import Corpus, ModalityTransform
+from versanet.data.video_io import MediaSource
+
+log = logging.getLogger("versanet.data")
+
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
+AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".aac")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class VideoItem:
+    """One listed sample: a media file and what goes with it.
+
+    ``label``: class index, list of class indices (multi-label), ``{column: index}`` or None;
+    ``segment``: ``(lo, hi)`` seconds inside the file to sample from (None: the whole file);
+    ``query``: the one caption of a retrieval pair.
+    """
+
+    key: str
+    path: str
+    label: Any = None
+    captions: list[Caption] = field(default_factory=list)
+    segment: tuple[float, float] | None = None
+    query: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON metadata stored beside the media bytes in a shard."""
+        out = asdict(self)
+        out["captions"] = [[c.start, c.end, c.text] for c in self.captions]
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> VideoItem:
+        caps = [Caption(float(s), float(e), str(t)) for s, e, t in data.get("captions", [])]
+        seg = data.get("segment")
+        return cls(data["key"], data.get("path", ""), data.get("label"), caps, tuple(seg) if seg else None, data.get("query"))
+
+
+def stable_fraction(key: str, seed: int = 0) -> float:
+    """A deterministic number in [0, 1) from a string (hash-based held-out splits)."""
+    return zlib.crc32(f"{seed}:{key}".encode()) / 2**32
+
+
+def hold_out(items: list[VideoItem], fraction: float, group: Callable[[VideoItem], str], seed: int = 0) -> tuple[list[VideoItem], list[VideoItem]]:
+    """Split items into (kept, held out) by group, about ``fraction`` of the groups held out, deterministically."""
+    if fraction <= 0:
+        return items, []
+    held = [stable_fraction(group(it), seed) < fraction for it in items]
+    return [it for it, h in zip(items, held) if not h], [it for it, h in zip(items, held) if h]
+
+
+class FileIndex:
+    """Media files under a folder, found once: by relative path, by stem, and by YouTube id (first 11 characters)."""
+
+    def __init__(self, folder: Path, exts: Iterable[str] = VIDEO_EXTS + AUDIO_EXTS) -> None:
+        self.folder = folder
+        exts = {e.lower() for e in exts}
+        self.by_stem: dict[str, Path] = {}
+        self.by_ytid: dict[str, Path] = {}
+        if folder.is_dir():
+            for dirpath, _, files in os.walk(folder):
+                for f in files:
+                    p = Path(dirpath) / f
+                    if p.suffix.lower() in exts and not f.startswith("."):
+                        self.by_stem.setdefault(p.stem, p)
+                        if len(p.stem) >= 11:
+                            self.by_ytid.setdefault(p.stem[:11], p)
+
+    def __len__(self) -> int:
+        return len(self.by_stem)
+
+    def find(self, key: str, youtube: bool = False) -> Path | None:
+        """The file named ``key`` (any extension), else (``youtube``) one whose name starts with the 11-character id."""
+        hit = self.by_stem.get(key)
+        if hit is None and youtube:
+            hit = self.by_ytid.get(key[:11]) if len(key) >= 11 else None
+        return hit
+
+
+def read_lines(path: Path) -> list[str]:
+    """Non-empty stripped lines of a text file (clear error when it is missing)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"split/annotation file not found: {path}")
+    return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+
+
+class ClipDataset(SkipBadSamples, Dataset):
+    """Items -> samples: decode the item's views, run the transforms, attach label and index.
+
+    Args:
+        items: what to read (see :class:`VideoItem`).
+        transforms: modality -> transform (keys are batch keys).
+        sampler: window/view/caption sampling shared by all corpora.
+        train: training sampling (one random window, train augmentations) or evaluation (views).
+        name: names the dataset in logs and errors, e.g. ``"UCF101DataModule train"``.
+        num_classes, multilabel: label encoding (int64 scalar, or float32 multi-hot ``[num_classes]``).
+        retrieval: one (clip, caption) pair per item: video ``[V, *input]`` even for V = 1, text ``[1, L]``.
+    """
+
+    def __init__(
+        self, items: list[VideoItem], transforms: dict[str, ModalityTransform], sampler: ClipSampler, train: bool,
+        name: str = "dataset", root: str | Path = "", num_classes: int = 0, multilabel: bool = False,
+        retrieval: bool = False, max_bad_fraction: float = 0.05, seed: int = 0,
+    ) -> None:
+        self.items, self.transforms, self.sampler, self.train = list(items), transforms, sampler, train
+        self.name, self.root, self.num_classes, self.multilabel, self.retrieval = name, root, num_classes, multilabel, retrieval
+        self.max_bad_fraction, self.seed = max_bad_fraction, seed
+        self.needs = needs_of(transforms)
+        self._epoch_draws = 0
+        self.init_failures()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _rng(self, index: int) -> np.random.Generator:
+        if not self.train:
+            return np.random.default_rng([self.seed, index])
+        worker = get_worker_info()
+        self._epoch_draws += 1
+        return np.random.default_rng([self.seed, index, torch.initial_seed() % 2**32, self._epoch_draws, worker.id if worker else 0])
+
+    def encode_label(self, label: Any) -> Any:
+        """int -> int64 scalar; list -> float32 multi-hot ``[num_classes]`` (multilabel); dict -> as is."""
+        if label is None or isinstance(label, dict):
+            return label
+        if self.multilabel:
+            hot = torch.zeros(self.num_classes, dtype=torch.float32)
+            hot[list(label)] = 1.0
+            return hot
+        return torch.tensor(int(label), dtype=torch.long)
+
+    def load(self, index: int) -> dict[str, Any]:
+        item = self.items[index]
+        return self.load_item(item, item.path, index)
+
+    def load_item(self, item: VideoItem, source: MediaSource, index: int) -> dict[str, Any]:
+        """Decode and transform one item from ``source`` (its path or its bytes); raises MediaDecodeError."""
+        views = self.sampler.views(self.train)
+        raws = self.sampler.decode(
+            source, item.path or item.key, self.needs, self.train, self._rng(index), segment=item.segment,
+            captions=item.captions, query=item.query, video_id=item.key,
+        )
+        single = frozenset(m for m, t in self.transforms.items() if "captions" in t.needs) if self.retrieval else frozenset()
+        inputs, masks = apply_transforms(self.transforms, raws, stack=views > 1 or self.retrieval, single=single)
+        if self.retrieval:
+            for m in single:
+                inputs[m], masks[m] = inputs[m][:1], masks[m][:1]
+        sample: dict[str, Any] = {**inputs, "mask": masks, "index": index}
+        label = self.encode_label(item.label)
+        if label is not None:
+            sample["label"] = label
+        return sample
+
+
+class ClipDataModule(LightningDataModule):
+    """Base of the corpus data modules: subclasses list items per split (:meth:`list_items`) and class names.
+
+    Args:
+        root: the corpus folder, laid out as the public release (see each subclass).
+        transforms: modality -> transform; keys are batch keys; each decodes only what it needs.
+        batch_size, val_batch_size, num_workers: loaders (val/test use ``val_batch_size``).
+        num_frames, fps, audio_rate, short_side: clip decoding (audio covers the same window).
+        eval_clips, eval_crops: views per val/test sample (see :mod:`versanet.data.sampling`).
+        missing_audio: ``silence`` (zeros + False audio mask) or ``skip`` (count as unreadable).
+        max_bad_fraction: stop when more than this fraction of the reads in a process fail.
+        shards: WebDataset URL pattern (``/data/x/train-{000000..000099}.tar``, ``pipe:...``): train from
+            shards written by ``versanet data shard`` instead of the files.
+        samples_per_epoch: with ``shards``, samples per epoch over all ranks (equal batches on every rank).
+    """
+
+    multilabel: bool = False
+    retrieval: bool = False
+
+    def __init__(
+        self,
+        root: str,
+        transforms: dict[str, ModalityTransform],
+        batch_size: int = 32,
+        val_batch_size: int | None = None,
+        num_workers: int = 2,
+        num_frames: int = 32,
+        fps: float = 10.0,
+        audio_rate: int = 16000,
+        short_side: int | None = None,
+        eval_clips: int = 1,
+        eval_crops: int = 1,
+        missing_audio: str = "silence",
+        max_bad_fraction: float = 0.05,
+        seed: int = 0,
+        shards: str | None = None,
+        samples_per_epoch: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.transforms = transforms
+        self.batch_size, self.val_batch_size, self.num_workers = batch_size, val_batch_size or batch_size, num_workers
+        self.clip_kw = dict(num_frames=num_frames, fps=fps, audio_rate=audio_rate, short_side=short_side, missing_audio=missing_audio)
+        self.eval_clips, self.eval_crops = eval_clips, eval_crops
+        self.max_bad_fraction, self.seed = max_bad_fraction, seed
+        self.shards, self.samples_per_epoch = shards, samples_per_epoch
+        self.class_names: list[str] = []
+        self.missing: dict[str, list[str]] = {}
+        self._sets: dict[str, Dataset] = {}
+        self._loaded = False
+
+    # ------------------------------------------------------------------ to implement per corpus
+    def read_metadata(self) -> None:
+        """Read class names and annotations (once, in :meth:`setup`)."""
+
+    def list_items(self, split: str) -> list[VideoItem]:
+        """The items of ``split`` (train/val/test)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_candidates(self) -> int:
+        text = [t for t in self.transforms.values() if "captions" in t.needs]
+        return getattr(text[0], "num_candidates", 1) if text else 1
+
+    def sampler(self) -> ClipSampler:
+        return ClipSampler(eval_clips=self.eval_clips, eval_crops=self.eval_crops, num_candidates=self.num_candidates, **self.clip_kw)  # type: ignore[arg-type]
+
+    def existing(self, items: list[VideoItem], split: str) -> list[VideoItem]:
+        """Items whose file exists; the others are counted in ``missing[split]`` and logged once."""
+        kept = [it for it in items if it.path and Path(it.path).is_file()]
+        missing = [it.path or it.key for it in items if not (it.path and Path(it.path).is_file())]
+        if missing:
+            self.missing[split] = missing
+            log.warning("%s %s: %d of %d listed files not found (first: %s)", type(self).__name__, split, len(missing), len(items), missing[0])
+        return kept
+
+    def corpus(self) -> Corpus:
+        """Captions a text transform may learn a vocabulary from (the training split's, else all listed)."""
+        self._load()
+        texts: list[str] = []
+        for split in SPLITS:
+            try:
+                items = self.list_items(split)
+            except (FileNotFoundError, NotImplementedError):
+                continue
+            texts += [c.text for it in items for c in it.captions] + [it.query for it in items if it.query]
+            if texts and split == "train":
+                break
+        return Corpus(self.root, texts)
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self.read_metadata()
+            self._loaded = True
+
+    def prepare_data(self) -> None:
+        if any("captions" in t.needs for t in self.transforms.values()):
+            corpus = self.corpus()
+            for transform in self.transforms.values():
+                transform.prepare(corpus)
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+        corpus = self.corpus() if any("captions" in t.needs for t in self.transforms.values()) else Corpus(self.root, [])
+        for transform in self.transforms.values():
+            transform.setup(corpus)
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage or "", SPLITS)
+        for split in wanted:
+            self.dataset(split)
+
+    def dataset(self, split: str) -> ClipDataset:
+        """The (cached) dataset of ``split``."""
+        if split not in self._sets:
+            self._load()
+            items = self.list_items(split)
+            self._sets[split] = ClipDataset(
+                items, self.transforms, self.sampler(), train=split == "train", name=f"{type(self).__name__} {split}",
+                root=self.root, num_classes=self.num_classes, multilabel=self.multilabel, retrieval=self.retrieval,
+                max_bad_fraction=self.max_bad_fraction, seed=self.seed,
+            )
+        return self._sets[split]  # type: ignore[return-value]
+
+    @property
+    def train_set(self) -> ClipDataset:
+        return self.dataset("train")
+
+    @property
+    def val_set(self) -> ClipDataset:
+        return self.dataset("val")
+
+    @property
+    def test_set(self) -> ClipDataset:
+        return self.dataset("test")
+
+    def modality_specs(self) -> dict[str, dict[str, Any]]:
+        return {m: t.spec() for m, t in self.transforms.items()}
+
+    def _loader(self, dataset: Dataset, batch_size: int, train: bool, collate_fn: Callable | None = None) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(dataset) >= batch_size,  # type: ignore[arg-type]
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+            collate_fn=collate_fn,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.shards:
+            from versanet.data.shards import shard_loader
+
+            return shard_loader(self, self.shards)
+        return self._loader(self.train_set, self.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.val_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.val_batch_size, train=False)
