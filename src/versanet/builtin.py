@@ -11,3 +11,4 @@ from versanet.models import recalibrate  # noqa: F401
 from versanet.text import word2vec  # noqa: F401
 from versanet.encoders import audio_resnet, r2plus1d, s3dg, tsm_resnet  # noqa: F401
 from versanet.data import datasets  # noqa: F401
+from versanet import downstream  # noqa: F401

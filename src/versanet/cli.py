@@ -8,6 +8,7 @@
     versanet deflate CKPT OUT [--method naive|inflate]      # video network -> image network
     versanet data check CONFIG_OR_DIR                        # report unreadable/short/bad files before a run
     versanet data shard CONFIG_OR_DIR OUTPUT                 # WebDataset shards of the original bytes
+    versanet benchmark --ckpt PATH --suite toy|mmv|FILE       # every benchmark of a suite -> results table
 
 Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
@@ -182,13 +183,14 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
     if args and args[0] not in LIGHTNING_COMMANDS and not args[0].startswith("-"):
         from jsonargparse import CLI
 
+        from versanet.benchmark_suite import benchmark
         from versanet.data.check import data_check
         from versanet.data.shards import data_shard
         from versanet.deflation import deflate_command
 
         tools = {
             "list": list_components, "toy-data": toy_data, "tokenizer": {"train": tokenizer_train},
-            "deflate": deflate_command, "data": {"check": data_check, "shard": data_shard},
+            "deflate": deflate_command, "data": {"check": data_check, "shard": data_shard}, "benchmark": benchmark,
         }
         CLI(tools, args=args)
         return None

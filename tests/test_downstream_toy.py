@@ -1,0 +1,225 @@
+"""Downstream benchmarks end to end on the toy world: a short quickstart pretraining, then probes, retrieval and the suite.
+
+One pretraining run (the quickstart FAC config, 100 steps of 16 clips) on a 192 + 48 video toy world
+is shared by every test here. The 64-video world of ``toy_root`` is too small for text-video
+retrieval to generalise in a short run, so this module writes its own (about 15 s).
+Torch runs single-threaded here: on a small shared CPU box that is several times faster.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import versanet.data.datasets  # noqa: F401 - registers the benchmark data modules
+import versanet.downstream  # noqa: F401 - registers the benchmark modules and toy data modules
+from versanet.benchmark_suite import benchmark, load_suite, run_benchmark
+from versanet.cli import run_cli
+from versanet.data.toy import ToyWorldConfig, generate_toy_world
+from versanet.downstream.features import FeatureCache
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / "configs" / "quickstart" / "fac.yaml"
+BENCH = REPO / "configs" / "benchmarks"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """One torch thread, and no pytest arguments in sys.argv (LightningCLI warns when it sees both)."""
+    threads, argv = torch.get_num_threads(), sys.argv
+    torch.set_num_threads(1)
+    sys.argv = sys.argv[:1]
+    yield
+    torch.set_num_threads(threads)
+    sys.argv = argv
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(toy world root, checkpoint of a 100-step quickstart FAC run on it)."""
+    base = tmp_path_factory.mktemp("downstream")
+    root = generate_toy_world(base / "toy", ToyWorldConfig(num_train=192, num_val=48, seconds=4.0, seed=3), workers=2)
+    run_cli([
+        "fit", "--config", str(QUICKSTART), f"--data.init_args.root={root}", "--data.init_args.toy=null", "--data.init_args.num_workers=0",
+        "--data.init_args.batch_size=16", "--trainer.max_steps=100", "--trainer.max_epochs=100", "--trainer.limit_val_batches=0",
+        "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={base / 'pretrain'}",
+        "--trainer.callbacks=[]", "--trainer.logger=false", "--model.init_args.warmup_steps=10",
+    ])
+    ckpt = next((base / "pretrain").rglob("*.ckpt"))
+    return Path(root), ckpt
+
+
+def _run(config: str, ckpt: Path, root: Path, out: Path, *extra: str) -> dict[str, float]:
+    return run_benchmark(BENCH / config, str(ckpt), out, [f"--data.init_args.root={root}", *extra])
+
+
+def test_pretrained_checkpoint_beats_random_weights_on_probe_and_retrieval(pretrained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, ckpt = pretrained
+    results = {}
+    for init in ("pretrained", "random"):
+        probe = _run("toy_linear_lowshot.yaml", ckpt, root, tmp_path / init / "probe", f"--model.init_args.init={init}",
+                     f"--model.init_args.cache_dir={tmp_path / 'cache'}")
+        retrieval = _run("toy_retrieval.yaml", ckpt, root, tmp_path / init / "retrieval", f"--model.init_args.init={init}")
+        results[init] = {"probe": probe["test/top1"], **{k.split("/")[-1]: v for k, v in retrieval.items() if "/text_to_video/" in k}}
+    print(results)
+    ours, base = results["pretrained"], results["random"]
+    # 1-shot linear probe on colour, mean over 5 draws: pretrained features group clips by colour whatever the nuisances
+    assert ours["probe"] >= base["probe"] + 0.2
+    # zero-shot text -> video on 48 held-out videos (random weights: R@5 ~ 5/48, median rank ~ 24)
+    assert ours["R@5"] >= base["R@5"] + 0.2
+    assert ours["MedR"] <= base["MedR"] / 2
+
+
+def test_features_are_cached_and_reused_across_classifier_settings(pretrained: tuple[Path, Path], tmp_path: Path) -> None:
+    root, ckpt = pretrained
+    common = ["--config", str(BENCH / "toy_linear_lowshot.yaml"), f"--model.init_args.checkpoint={ckpt}", f"--data.init_args.root={root}",
+              f"--model.init_args.cache_dir={tmp_path / 'cache'}"]
+    first = run_cli(["fit", *common, f"--trainer.default_root_dir={tmp_path / 'a'}"])
+    assert first.model.extractor.sources == {"train": "extracted"}
+    FeatureCache.clear_memory()  # the second run reads the file, as a new process would
+    second = run_cli(["fit", *common, f"--trainer.default_root_dir={tmp_path / 'b'}", "--model.init_args.weight_decays=[0.1]",
+                      "--model.init_args.train_per_class=2"])
+    assert second.model.extractor.sources == {"train": "cache"}
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    other = run_cli(["fit", *common, f"--trainer.default_root_dir={tmp_path / 'c'}", "--model.init_args.init=random"])
+    assert other.model.extractor.sources == {"train": "extracted"}  # another backbone: another cache entry
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+
+
+def test_toy_classification_data_labels_and_views(pretrained: tuple[Path, Path]) -> None:
+    import csv
+
+    from versanet.data.transforms import VideoClipTransform
+    from versanet.downstream.toy import ToyClassificationDataModule
+
+    root, _ = pretrained
+    rows = {r["video_id"]: r for r in csv.DictReader((root / "labels.csv").open())}
+    video = {"video": VideoClipTransform(crop=32, resize=36, flip_prob=0.0)}
+    shape = ToyClassificationDataModule(str(root), video, label_key="shape", num_frames=4, eval_clips=3)
+    shape.setup()
+    sample = shape.test_set[0]
+    assert sample["video"].shape == (3, 3, 4, 32, 32) and shape.num_classes == 4 and not shape.multilabel
+    assert shape.class_names[int(sample["label"])] == rows[shape.test_set.video_ids[0]]["shape"]
+    # the centred clip of a 4 s video with 3 segments lies in the middle segment
+    motion = ToyClassificationDataModule(str(root), video, label_key="direction", num_frames=4)
+    motion.setup()
+    for i in range(3):
+        vid = motion.test_set.video_ids[i]
+        assert motion.class_names[int(motion.test_set[i]["label"])] == rows[vid]["directions"].split("|")[1]
+    with pytest.raises(ValueError, match="eval_clips 1"):
+        ToyClassificationDataModule(str(root), video, label_key="direction", eval_clips=2).setup()
+
+
+def test_benchmark_suite_writes_the_table_and_matches_each_benchmark_run_alone(
+    pretrained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, ckpt = pretrained
+    cache = tmp_path / "cache"
+    short = ["--trainer.max_epochs=2"]  # fine-tuning 2 epochs instead of 8 (the probes fit in 2 anyway)
+    report = benchmark(str(ckpt), suite="toy", output=str(tmp_path / "out"), name="quickstart-100", data_root=str(root), overrides=short,
+                       cache_dir=str(cache), strict=True)
+    table = (tmp_path / "out" / "results.md").read_text()
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    suite = load_suite(BENCH / "suites" / "toy.yaml")
+    assert "| quickstart-100 |" in table and "T->V R@5" in table and "1-shot linear video (colour)" in table
+    assert [r["name"] for r in saved["rows"]] == ["quickstart-100"]
+    row = saved["rows"][0]["results"]
+    assert set(row) == {e["key"] for e in suite["benchmarks"]}
+
+    # each benchmark alone, as a user would run it: `versanet fit` then `versanet test --ckpt_path` (`test` only when zero-shot)
+    FeatureCache.clear_memory()
+    monkeypatch.setenv("VERSANET_FEATURE_CACHE", str(cache))
+    for entry in suite["benchmarks"]:
+        args = ["--config", entry["config"], f"--model.init_args.checkpoint={ckpt}", f"--data.init_args.root={root}", *short, *entry["overrides"]]
+        folder = tmp_path / "alone" / entry["key"]
+        if yaml.safe_load(Path(entry["config"]).read_text())["model"]["class_path"] not in ZERO_SHOT:
+            fitted = run_cli(["fit", *args, f"--trainer.default_root_dir={folder / 'fit'}"])
+            args.append(f"--ckpt_path={fitted.trainer.checkpoint_callback.best_model_path}")
+        tested = run_cli(["test", *args, f"--trainer.default_root_dir={folder / 'test'}"])
+        logged = {k: float(v) for k, v in tested.trainer.callback_metrics.items()}
+        for name, metric in entry["metrics"].items():
+            alone = logged[metric] if name in ("MedR", "MeanR") else 100 * logged[metric]
+            assert row[entry["key"]][name]["value"] == pytest.approx(alone, rel=1e-6, abs=1e-9), (entry["key"], name)
+
+
+ZERO_SHOT = {"ZeroShotRetrievalModule", "StepLocalisationModule"}
+
+
+# ------------------------------------------------------------------------------------------------ the paper configs on real layouts
+# The configs for the real benchmarks run on miniature copies of the released layouts (tests/fixtures_data.py), shrunk
+# to the toy network: small frames, 4-frame clips, the toy checkpoint's tokenizer in place of word2vec.
+SMALL_TRANSFORMS = {
+    "video": {"class_path": "VideoClipTransform", "init_args": {"crop": 16, "resize": 20, "flip_prob": 0.0, "color_jitter_prob": 0.0}},
+    "audio": {"class_path": "LogMelTransform", "init_args": {"sample_rate": 16000, "n_fft": 512, "hop_length": 160, "n_mels": 40}},
+    "image": {"class_path": "ImageTransform", "init_args": {"crop": 16, "resize": 20}},
+}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from fixtures_data import MediaCache, make_audioset, make_crosstask, make_esc50, make_msrvtt, make_ucf101, make_voc2007
+
+    base = tmp_path_factory.mktemp("corpora")
+    media = MediaCache(base / "_media")
+    media.folder.mkdir()
+    roots = {name: base / name for name in ("ucf", "esc", "audioset", "msrvtt", "voc", "crosstask")}
+    make_ucf101(roots["ucf"], media)
+    make_esc50(roots["esc"])
+    make_audioset(roots["audioset"], media)
+    make_msrvtt(roots["msrvtt"], media)
+    make_voc2007(roots["voc"])
+    make_crosstask(roots["crosstask"], media)
+    return roots
+
+
+def _paper_config(name: str, root: Path, tokenizer: Path, out: Path, data: dict | None = None, model: dict | None = None) -> Path:
+    cfg = yaml.safe_load((BENCH / f"{name}.yaml").read_text())
+    cfg["trainer"].update({"max_epochs": 1, "enable_progress_bar": False, "log_every_n_steps": 1})
+    args = cfg["data"]["init_args"]
+    args.update({"root": str(root), "num_workers": 0, "batch_size": 4})
+    for key, value in {"num_frames": 4, "fps": 5.0, "short_side": None, "eval_clips": 2, "audio_rate": 16000}.items():
+        if key in args:
+            args[key] = value
+    text = {"class_path": "TokenizeText", "init_args": {"num_candidates": 1, "max_tokens": 16, "vocab_size": 256, "model_type": "word", "model_path": str(tokenizer)}}
+    args["transforms"] = {m: (text if m == "text" else SMALL_TRANSFORMS[m]) for m in args["transforms"]}
+    args.update(data or {})
+    cfg["model"]["init_args"].update(model or {})
+    path = out / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_paper_configs_run_on_the_released_layouts(pretrained: tuple[Path, Path], corpora: dict[str, Path], tmp_path: Path) -> None:
+    toy, ckpt = pretrained
+    tokenizer = toy / "tokenizer" / "spm_word_256.model"
+    assert tokenizer.is_file()
+    frozen = {"cache_dir": str(tmp_path / "cache"), "weight_decays": [1.0e-2], "train_views": 1}
+
+    def run(name: str, corpus: str, data: dict | None = None, model: dict | None = None, tag: str = "") -> dict[str, float]:
+        config = _paper_config(name, corpora[corpus], tokenizer, tmp_path / (name + tag), data, model)
+        return run_benchmark(config, str(ckpt), tmp_path / (name + tag) / "run")
+
+    ucf = run("ucf101_linear", "ucf", model={**frozen, "weight_decays": [1.0e-3, 1.0e-1], "train_views": 2, "holdout_fraction": 0.2})
+    assert 0.0 <= ucf["test/top1"] <= 1.0 and "test/top5" not in ucf  # 3 classes: no top-5
+    tuned = run("ucf101_finetune", "ucf", data={"eval_crops": 3}, model={"lr": 0.001})
+    assert 0.0 <= tuned["test/top1"] <= 1.0
+    esc = run("esc50_linear", "esc", model=frozen)
+    assert 0.0 <= esc["test/top1"] <= 1.0
+    audioset = run("audioset_mlp", "audioset", model={**frozen, "hidden_dim": 8, "batch_size": 2})
+    assert 0.0 <= audioset["test/mAP"] <= 1.0
+    for method in ("naive", "inflate"):
+        voc = run("voc_linear", "voc", model={**frozen, "method": method, "num_frames": 4}, tag=method)
+        assert {"test/mAP", "test/mAP_voc11", "test/mAP_voc_area"} <= set(voc)
+    # three copies of one video: every caption ties with its own video, which counts for the query -> rank 1
+    msrvtt = run("msrvtt_zeroshot_va", "msrvtt")
+    assert msrvtt["test/num_queries"] == 3 and msrvtt["test/text_to_video+audio/R@1"] == 1.0
+    # one 3 s video, 3 steps in 3 seconds: the order forces seconds 0, 1, 2; steps 1 and 3 are annotated at 0 and 2 -> recall 1
+    crosstask = run("crosstask", "crosstask")
+    assert crosstask["test/recall"] == 1.0 and crosstask["test/num_tasks"] == 1
