@@ -10,10 +10,9 @@ import torch
 
 from versanet.cli import main
 from versanet.encoders.small import EmbeddingTextEncoder, SmallAudioCNN, SmallVideoCNN
-from versanet.eval.retrieval import match_ranks, retrieval_metrics
+from versanet.eval.retrieval import first_occurrence, match_ranks, retrieval_metrics
 from versanet.graph import FAC
 from versanet.models import PretrainModule
-from versanet.models.pretrain import _first_occurrence
 
 
 def small_module(**kw) -> PretrainModule:
@@ -49,7 +48,7 @@ def test_adamw_and_weight_decay_are_used() -> None:
 
 def test_first_occurrence_drops_ddp_padding_duplicates() -> None:
     index = torch.tensor([3, 0, 1, 3, 2, 0])
-    assert _first_occurrence(index).tolist() == [True, True, True, False, True, False]
+    assert first_occurrence(index).tolist() == [True, True, True, False, True, False]
 
 
 def test_retrieval_ranks_by_hand() -> None:

@@ -27,18 +27,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from versanet.downstream.common import Init, embed, encode_views, load_pretrained, shared_space
-from versanet.eval.retrieval import retrieval_metrics
-
-
-def first_occurrence(index: Tensor) -> Tensor:
-    """Bool mask keeping the first row of each dataset index (DDP samplers pad by repeating samples)."""
-    order = torch.argsort(index, stable=True)
-    sorted_index = index[order]
-    first = torch.ones_like(sorted_index, dtype=torch.bool)
-    first[1:] = sorted_index[1:] != sorted_index[:-1]
-    keep = torch.zeros_like(first)
-    keep[order] = first
-    return keep
+from versanet.eval.retrieval import first_occurrence, retrieval_metrics
 
 
 class ZeroShotRetrievalModule(LightningModule):

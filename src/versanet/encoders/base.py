@@ -19,10 +19,11 @@ Contract:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 class Encoder(nn.Module, ABC):
@@ -60,3 +61,10 @@ class Encoder(nn.Module, ABC):
             return self(self.example_input(batch_size)).shape
         finally:
             self.train(was_training)
+
+
+def run_blocks(blocks: Iterable[nn.Module], x: Tensor, grad_checkpointing: bool) -> Tensor:
+    """Apply ``blocks`` in order; with ``grad_checkpointing`` (and grad enabled) each is recomputed in backward."""
+    for block in blocks:
+        x = checkpoint(block, x, use_reentrant=False) if grad_checkpointing and torch.is_grad_enabled() else block(x)
+    return x

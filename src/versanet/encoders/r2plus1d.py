@@ -16,10 +16,9 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
-from versanet.encoders.base import Encoder
+from versanet.encoders.base import Encoder, run_blocks
 from versanet.encoders.s3dg import make_conv3d_bf16_safe
 from versanet.registry import register
 
@@ -94,12 +93,7 @@ class R2Plus1D18(Encoder):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """``[N, 3, T, H, W]`` -> ``[N, 512, t, h, w]``."""
-        for block in self._blocks():
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
+        return run_blocks(self._blocks(), x, self.grad_checkpointing)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, 3, T, H, W]`` -> ``[N, 512]`` (mean over T, H, W)."""

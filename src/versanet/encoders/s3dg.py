@@ -34,9 +34,8 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from versanet.encoders.base import Encoder
+from versanet.encoders.base import Encoder, run_blocks
 from versanet.registry import register
 
 Padding = Literal["symmetric", "tf_same"]
@@ -276,12 +275,7 @@ class S3DG(Encoder):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """``[N, 3, T, H, W]`` -> ``[N, out_dim, t, h, w]`` (the last inception block's output)."""
-        for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, use_reentrant=False)
-            else:
-                x = block(x)
-        return x
+        return run_blocks(self.blocks, x, self.grad_checkpointing)
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, 3, T, H, W]`` -> ``[N, out_dim]`` (mean over T, H, W)."""

@@ -27,3 +27,14 @@ def retrieval_metrics(sim: Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str
     out["MedR"] = ranks.quantile(0.5).item()  # numpy's median: mean of the two middle ranks when even
     out["MeanR"] = ranks.mean().item()
     return out
+
+
+def first_occurrence(index: Tensor) -> Tensor:
+    """Bool mask ``[N]`` keeping the first row of each dataset index (DDP samplers pad by repeating samples)."""
+    order = torch.argsort(index, stable=True)
+    sorted_index = index[order]
+    first = torch.ones_like(sorted_index, dtype=torch.bool)
+    first[1:] = sorted_index[1:] != sorted_index[:-1]
+    keep = torch.zeros_like(first)
+    keep[order] = first
+    return keep

@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from versanet.encoders import Encoder
-from versanet.eval.retrieval import retrieval_metrics
+from versanet.eval.retrieval import first_occurrence, retrieval_metrics
 from versanet.graph import Edge, GraphError, ModalityGraph
 
 Embeddings = dict[str, Tensor]
@@ -164,7 +164,7 @@ class PretrainModule(LightningModule):
             merged = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
             if self.trainer.world_size > 1:
                 merged = {key: self.all_gather(v).flatten(0, 1) for key, v in merged.items()}
-            keep = _first_occurrence(merged["index"]) & merged["valid"]
+            keep = first_occurrence(merged["index"]) & merged["valid"]
             a = nn.functional.normalize(merged["a"][keep], dim=-1)
             b = nn.functional.normalize(merged["b"][keep], dim=-1)
             sim = a @ b.T
@@ -242,14 +242,3 @@ def build_head(graph: ModalityGraph, edge: Edge, dims: dict[str, int]) -> nn.Mod
         raise GraphError(f"head {type(head).__name__} of edge {edge.source} -> {edge.space} maps {got[0]} -> {got[1]}, "
                          f"but the edge needs {in_dim} -> {out_dim} (the source's width -> the width of space {edge.space!r})")
     return head
-
-
-def _first_occurrence(index: Tensor) -> Tensor:
-    """Bool mask keeping the first row of each dataset index (DDP samplers pad by repeating samples)."""
-    order = torch.argsort(index, stable=True)
-    sorted_index = index[order]
-    first_sorted = torch.ones_like(sorted_index, dtype=torch.bool)
-    first_sorted[1:] = sorted_index[1:] != sorted_index[:-1]
-    keep = torch.zeros_like(first_sorted)
-    keep[order] = first_sorted
-    return keep
