@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from versanet import registry
 from versanet.data.toy import ToyWorldConfig, generate_toy_world
@@ -20,3 +21,12 @@ def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("toy")
     generate_toy_world(root, SMALL_TOY, workers=2)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny inputs: one intra-op thread is as fast, and much faster on a shared, busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,13 +19,7 @@ from versanet.encoders.tsm_resnet import TSMResNet50, TSMResNet50x2
 MINE = [S3DG, TSMResNet50, TSMResNet50x2, R2Plus1D18, AudioResNet50]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny inputs: one intra-op thread is as fast, and much faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # (class, constructor kwargs, trainable parameters, out_dim) -- SPEC section 3

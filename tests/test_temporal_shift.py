@@ -13,13 +13,7 @@ from torch import nn
 from versanet.encoders.tsm_resnet import TemporalShift, TSMBottleneck, TSMResNet, resnetv2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny inputs: one intra-op thread is as fast, and much faster on a shared, busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _clips(b: int, t: int, c: int) -> torch.Tensor:
