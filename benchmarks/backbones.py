@@ -28,11 +28,11 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from versanet.encoders.audio_resnet import DMVR_LOGMEL, AudioResNet50, logmel_frames
+from versanet.encoders.mmv.audio_resnet import DMVR_LOGMEL, AudioResNet50, logmel_frames
 from versanet.encoders.base import Encoder
-from versanet.encoders.r2plus1d import R2Plus1D18
-from versanet.encoders.s3dg import S3DG
-from versanet.encoders.tsm_resnet import TSMResNet50, TSMResNet50x2
+from versanet.encoders.mmv.r2plus1d import R2Plus1D18
+from versanet.encoders.mmv.s3dg import S3DG
+from versanet.encoders.mmv.tsm_resnet import TSMResNet50, TSMResNet50x2
 
 BACKBONES: dict[str, Callable[[], Encoder]] = {
     "S3DG": S3DG,

@@ -11,10 +11,10 @@ from torch import nn
 
 from versanet import registry
 from versanet.data.transforms import RawClip
-from versanet.encoders.audio_resnet import DMVR_LOGMEL, AudioResNet50, dmvr_logmel, logmel_frames
-from versanet.encoders.r2plus1d import R2Plus1D18
-from versanet.encoders.s3dg import S3DG, SafeConv3d, SelfGating, _tf_same_pad
-from versanet.encoders.tsm_resnet import TSMResNet50, TSMResNet50x2
+from versanet.encoders.mmv.audio_resnet import DMVR_LOGMEL, AudioResNet50, dmvr_logmel, logmel_frames
+from versanet.encoders.mmv.r2plus1d import R2Plus1D18
+from versanet.encoders.mmv.s3dg import S3DG, SafeConv3d, SelfGating, _tf_same_pad
+from versanet.encoders.mmv.tsm_resnet import TSMResNet50, TSMResNet50x2
 
 MINE = [S3DG, TSMResNet50, TSMResNet50x2, R2Plus1D18, AudioResNet50]
 

@@ -88,7 +88,7 @@ def test_plugin_modality_in_a_four_modality_graph(toy_root: Path, tmp_path: Path
     model = PretrainModule.load_from_checkpoint(next(tmp_path.rglob("*.ckpt")), map_location="cpu")
     assert type(model.encoders["motion"]).__name__ == "MotionCNN"
     summary = model.graph.summary({m: e.out_dim for m, e in model.encoders.items()}, model.heads)
-    assert "motion --MLPBNHead--> va [64 -> 128]" in summary and "loss NCELoss(motion, audio) in va, weight 0.5" in summary
+    assert "motion --MLPBNHead--> va [64 -> 128]" in summary and "term motion_audio@va: NCELoss(motion, audio) in va, weight 0.5" in summary
     metrics = (next(tmp_path.rglob("metrics.csv"))).read_text().splitlines()[0]
     assert "val/motion_to_audio@va/R@1" in metrics and "train/motion_audio@va" in metrics
 

@@ -58,3 +58,20 @@ def test_loss_is_a_differentiable_scalar(name: str) -> None:
     assert out.dim() == 0 and torch.isfinite(out)
     out.backward()
     assert a.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", _params("encoder"))
+def test_encoder_tokens_agree_with_the_pooled_feature(name: str) -> None:
+    cls = registry.get("encoder", name)
+    torch.manual_seed(0)
+    encoder = cls(**cls.contract_kwargs).eval()  # eval: BN statistics fixed, so two passes agree exactly
+    x = encoder.example_input(2)
+    with torch.no_grad():
+        tokens = encoder.forward_tokens(x)
+        pooled = encoder(x)
+    assert tokens.tokens.dim() == 3 and tokens.tokens.shape[0] == 2 and tokens.tokens.shape[2] == encoder.token_dim
+    assert tokens.mask.shape == tokens.tokens.shape[:2] and tokens.mask.dtype == torch.bool
+    assert tokens.pooled.shape == (2, encoder.out_dim)
+    torch.testing.assert_close(tokens.pooled, pooled)
+    if tokens.grid is not None:
+        assert int(torch.tensor(tokens.grid).prod()) == tokens.tokens.shape[1]

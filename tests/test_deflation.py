@@ -194,7 +194,7 @@ def test_deflate_mmv_backbones(name):
 
 
 def test_s3dg_tf_same_padding_survives_deflation():
-    pytest.importorskip("versanet.encoders.s3dg")
+    pytest.importorskip("versanet.encoders.mmv.s3dg")
     cls = registry.get("encoder", "S3DG")
     enc = cls(width_multiplier=0.125, padding="tf_same").eval()
     with torch.no_grad():

@@ -112,7 +112,8 @@ def test_summary_names_every_edge_and_term() -> None:
     model = PretrainModule(encoders(), FAC(va_dim=16, vat_dim=8))
     text = model.graph.summary({m: e.out_dim for m, e in model.encoders.items()}, model.heads)
     assert "video@va --ReLULinearBNHead--> vat [16 -> 8]" in text
-    assert "loss MILNCELoss(video, text) in vat" in text and "loss NCELoss(video, audio) in va" in text
+    assert "term video_text@vat: MILNCELoss(video, text) in vat, weight 1" in text and "term video_audio@va: NCELoss(video, audio) in va" in text
+    assert "retrieval video <-> text in vat" in text and "total: sum w*L / sum w" in text
 
 
 def test_missing_text_has_no_influence_on_the_loss() -> None:

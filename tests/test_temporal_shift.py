@@ -10,7 +10,7 @@ from einops import rearrange
 from timm.models.resnetv2 import PreActBottleneck
 from torch import nn
 
-from versanet.encoders.tsm_resnet import TemporalShift, TSMBottleneck, TSMResNet, resnetv2
+from versanet.encoders.mmv.tsm_resnet import TemporalShift, TSMBottleneck, TSMResNet, resnetv2
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,4 +1,4 @@
-"""word2vec text path (versanet.text.word2vec, versanet.encoders.word2vec_text): file formats,
+"""word2vec text path (versanet.text.word2vec, versanet.encoders.mmv.word2vec_text): file formats,
 streaming subsets, the cache, the tokenizer and transform, and MMV's text encoder."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from versanet.data.transforms import Corpus, RawClip
-from versanet.encoders.word2vec_text import Word2VecTextEncoder
+from versanet.encoders.mmv.word2vec_text import Word2VecTextEncoder
 from versanet.text import word2vec as w2v
 from versanet.text.word2vec import (
     PAD_ID,

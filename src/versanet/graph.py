@@ -1,12 +1,16 @@
-"""The modality embedding graph (MMV, SPEC section 1): which heads take which features into which joint spaces.
+"""The modality embedding graph (MMV): which heads take which features into which joint spaces, and the objective.
 
 A graph is data:
 - ``spaces``: joint space name -> width, e.g. ``{"va": 512, "vat": 256}``;
 - ``edges``: ``Edge(source, space, head)`` where ``source`` is a modality (``"video"``: its backbone
   feature) or a modality's embedding in another space (``"video@va"``), and ``head`` is a head
   factory called with ``(in_dim, out_dim)``;
-- ``terms``: the objective, ``LossTerm(space, a, b, loss, weight)``: modalities ``a`` and ``b``
-  contrasted in ``space`` (``b`` may carry K candidates per clip, e.g. captions).
+- ``terms``: the objective, a list of :class:`~versanet.objective.ObjectiveTerm` s. The pairwise
+  kind, ``LossTerm(space, a, b, loss, weight)``, contrasts modalities ``a`` and ``b`` in ``space``
+  (``b`` may carry K candidates per clip, e.g. captions); other terms read any embeddings,
+  backbone features and the batch, and may keep state (MCN's clustering);
+- ``reduction``: how weighted terms combine: ``mean`` (``sum w*L / sum w``) or ``sum``;
+- ``retrieval``: the retrievals validation reports (default: both directions of every pairwise term).
 
 A modality's embedding in a space is a *node* ``"modality@space"``. Every node is reached by
 exactly one edge. Presets :class:`FAC`, :class:`Shared` and :class:`Disjoint` are named graphs
@@ -16,13 +20,16 @@ over ``video``, ``audio`` and ``text``; :class:`ModalityGraph` takes any modalit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Literal, Mapping
 
 from torch import nn
 
 from versanet.heads import HeadFactory, LinearHead, MLPBNHead, ReLULinearBNHead
-from versanet.losses import ContrastiveLoss, MILNCELoss, NCELoss
+from versanet.losses import MILNCELoss, NCELoss
+from versanet.objective import LossTerm, ObjectiveTerm, Retrieval
 from versanet.registry import register
+
+__all__ = ["Edge", "LossTerm", "ObjectiveTerm", "Retrieval", "ModalityGraph", "FAC", "Shared", "Disjoint", "GraphError"]
 
 
 class GraphError(ValueError):
@@ -52,34 +59,41 @@ class Edge:
         return f"{self.source}->{self.space}"
 
 
-@dataclass
-class LossTerm:
-    """Contrast modalities ``a`` (anchor, one per clip) and ``b`` (K candidates per clip) in ``space``."""
-
-    space: str
-    a: str
-    b: str
-    loss: ContrastiveLoss | None = None  # None: NCELoss() (tau 0.07)
-    weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.loss is None:
-            self.loss = NCELoss()
-
-    @property
-    def name(self) -> str:
-        return f"{self.a}_{self.b}@{self.space}"
-
-
 @register("graph")
 class ModalityGraph:
-    """Any modality embedding graph: joint spaces, head edges and loss terms."""
+    """Any modality embedding graph: joint spaces, head edges, objective terms and validation retrievals.
 
-    def __init__(self, spaces: dict[str, int], edges: list[Edge], terms: list[LossTerm], name: str = "custom") -> None:
+    Args:
+        spaces: joint space name -> width.
+        edges: heads from a modality (or its embedding in another space) into a space.
+        terms: the objective's terms (:class:`LossTerm` needs no ``class_path`` in YAML).
+        name: shown in summaries and errors.
+        reduction: ``mean``: ``sum w*L / sum w`` (MMV, VATT); ``sum``: ``sum w*L`` (MCN).
+        retrieval: retrievals reported at validation/test; None: both directions of every pairwise term.
+    """
+
+    def __init__(
+        self,
+        spaces: dict[str, int],
+        edges: list[Edge],
+        terms: list[LossTerm | ObjectiveTerm],
+        name: str = "custom",
+        reduction: Literal["mean", "sum"] = "mean",
+        retrieval: list[Retrieval] | None = None,
+    ) -> None:
         self.spaces = dict(spaces)
         self.edges = list(edges)
         self.terms = list(terms)
         self.name = name
+        self.reduction = reduction
+        self._retrieval = None if retrieval is None else list(retrieval)
+
+    @property
+    def retrieval(self) -> list[Retrieval]:
+        """The declared retrievals, else one per pairwise term (``a`` queries ``b``; both directions are reported)."""
+        if self._retrieval is not None:
+            return self._retrieval
+        return [Retrieval(t.space, t.a, [t.b]) for t in self.terms if isinstance(t, LossTerm)]
 
     # ------------------------------------------------------------------ structure
     @property
@@ -116,6 +130,8 @@ class ModalityGraph:
             raise GraphError(f"graph {self.name!r} has no joint spaces; give `spaces: {{name: dim}}`")
         if not self.terms:
             raise GraphError(f"graph {self.name!r} has no loss terms; give `terms:` naming a space and two modalities")
+        if self.reduction not in ("mean", "sum"):
+            raise GraphError(f"graph {self.name!r}: reduction must be 'mean' or 'sum', not {self.reduction!r}")
         for space, dim in self.spaces.items():
             if "@" in space or "->" in space or "." in space or not space:
                 raise GraphError(f"space name {space!r} may not be empty or contain '@', '->' or '.'")
@@ -139,20 +155,43 @@ class ModalityGraph:
                 )
             seen[e.target] = e
         self.ordered_edges()  # cycles
+        names: set[str] = set()
         for t in self.terms:
-            if t.space not in self.spaces:
-                raise GraphError(f"loss term {t.name} names unknown space {t.space!r}; spaces are: {', '.join(self.spaces)}")
-            for m in (t.a, t.b):
-                if f"{m}@{t.space}" not in seen:
-                    reach = sorted(n.split("@")[1] for n in seen if n.startswith(f"{m}@"))
-                    raise GraphError(
-                        f"loss term {t.name} needs {m} in space {t.space!r}, but no edge takes {m} there "
-                        f"({m} reaches: {', '.join(reach) or 'no space'}). Add an edge `{{source: {m}, space: {t.space}}}`."
-                    )
-            if t.a == t.b:
-                raise GraphError(f"loss term {t.name} contrasts {t.a} with itself; name two modalities")
+            if not isinstance(t, ObjectiveTerm):
+                raise GraphError(f"graph {self.name!r}: term {t!r} is not an ObjectiveTerm")
+            if t.name in names:
+                raise GraphError(f"two objective terms are named {t.name!r}; give one a `name:`")
+            if "." in t.name or not t.name:
+                raise GraphError(f"objective term name {t.name!r} may not be empty or contain '.'")
+            names.add(t.name)
+            if isinstance(t, LossTerm):
+                if t.space not in self.spaces:
+                    raise GraphError(f"loss term {t.name} names unknown space {t.space!r}; spaces are: {', '.join(self.spaces)}")
+                if t.a == t.b:
+                    raise GraphError(f"loss term {t.name} contrasts {t.a} with itself; name two modalities")
+            for node in t.reads():
+                self._check_node(node, f"objective term {t.name}", seen, modality_dims)
             if t.weight < 0:
                 raise GraphError(f"loss term {t.name} has negative weight {t.weight}")
+        for r in self.retrieval:
+            if r.space not in self.spaces:
+                raise GraphError(f"retrieval {r.query} -> {r.gallery_name} names unknown space {r.space!r}; spaces are: {', '.join(self.spaces)}")
+            for node in r.nodes():
+                self._check_node(node, f"retrieval {r.query} -> {r.gallery_name}", seen, modality_dims)
+
+    def _check_node(self, node: str, who: str, produced: Mapping[str, Edge], modality_dims: Mapping[str, int]) -> None:
+        """``node`` (``modality@space`` or a modality's backbone feature) exists; else a GraphError saying what to add."""
+        if "@" not in node:
+            if node not in modality_dims:
+                raise GraphError(f"{who} reads the backbone features of {node!r}, which has no encoder; encoders are: {', '.join(sorted(modality_dims))}")
+            return
+        if node not in produced:
+            m, space = node.split("@", 1)
+            reach = sorted(n.split("@")[1] for n in produced if n.startswith(f"{m}@"))
+            raise GraphError(
+                f"{who} needs {m} in space {space!r}, but no edge takes {m} there "
+                f"({m} reaches: {', '.join(reach) or 'no space'}). Add an edge `{{source: {m}, space: {space}}}`."
+            )
 
     def input_dim(self, edge: Edge, modality_dims: dict[str, int]) -> int:
         """Width of an edge's input: the backbone's ``out_dim`` or the source space's width."""
@@ -169,7 +208,10 @@ class ModalityGraph:
             width = f"[{self.input_dim(e, modality_dims)} -> {self.spaces[e.space]}]"
             lines.append(f"  {e.source:>14} --{head}--> {e.space} {width}")
         for t in self.terms:
-            lines.append(f"  loss {type(t.loss).__name__}({t.a}, {t.b}) in {t.space}, weight {t.weight:g}")
+            lines.append(f"  term {t.name}: {t.describe()}, weight {t.weight:g}")
+        lines.append(f"  total: {'sum w*L / sum w' if self.reduction == 'mean' else 'sum w*L'}")
+        for r in self.retrieval:
+            lines.append(f"  retrieval {r.query} <-> {r.gallery_name} in {r.space}")
         return "\n".join(lines)
 
 
@@ -187,7 +229,7 @@ class FAC(ModalityGraph):
 
     def __init__(
         self, va_dim: int = 512, vat_dim: int = 256, temperature: float = 0.07, va_weight: float = 1.0, vt_weight: float = 1.0,
-        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None,
+        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm | ObjectiveTerm] | None = None,
     ) -> None:
         edges = [
             Edge("video", "va", MLPBNHead),
@@ -205,7 +247,7 @@ class Shared(ModalityGraph):
 
     def __init__(
         self, dim: int = 512, temperature: float = 0.07, va_weight: float = 1.0, vt_weight: float = 1.0,
-        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None,
+        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm | ObjectiveTerm] | None = None,
     ) -> None:
         edges = [Edge("video", "vat", MLPBNHead), Edge("audio", "vat", LinearHead), Edge("text", "vat", LinearHead)]
         terms = _mmv_terms("vat", "vat", temperature, va_weight, vt_weight)
@@ -218,7 +260,7 @@ class Disjoint(ModalityGraph):
 
     def __init__(
         self, va_dim: int = 512, vt_dim: int = 256, temperature: float = 0.07, va_weight: float = 1.0, vt_weight: float = 1.0,
-        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm] | None = None,
+        extra_edges: list[Edge] | None = None, extra_terms: list[LossTerm | ObjectiveTerm] | None = None,
     ) -> None:
         edges = [
             Edge("video", "va", MLPBNHead),
@@ -228,13 +270,3 @@ class Disjoint(ModalityGraph):
         ]
         terms = _mmv_terms("va", "vt", temperature, va_weight, vt_weight)
         super().__init__({"va": va_dim, "vt": vt_dim}, edges + list(extra_edges or []), terms + list(extra_terms or []), "disjoint")
-
-
-def spaces_of(graph: ModalityGraph, modality: str) -> list[str]:
-    """Spaces a modality reaches."""
-    return [e.space for e in graph.edges if e.modality == modality]
-
-
-def pairs_in_spaces(graph: ModalityGraph) -> Iterable[tuple[str, str, str]]:
-    """(space, a, b) for every loss term: the pairs validation retrieval reports."""
-    return [(t.space, t.a, t.b) for t in graph.terms]

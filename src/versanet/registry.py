@@ -5,7 +5,8 @@ LightningCLI) resolves a short ``class_path: ToyVideoEncoder`` to any imported s
 annotated base type by that name, so the registry name *is* the YAML name and there is one
 source of truth for configs.
 
-Kinds: ``encoder``, ``head``, ``loss``, ``graph``, ``transform``, ``dataset``.
+Kinds: ``encoder``, ``trunk`` (a module several encoders share), ``head``, ``loss``, ``term`` (objective
+terms beyond the pairwise ``LossTerm``), ``graph``, ``transform``, ``dataset``.
 
 Third-party packages register by exposing a module in the ``versanet.plugins`` entry-point
 group; importing that module runs its ``@register(...)`` decorators. :func:`load_plugins`
@@ -20,7 +21,7 @@ import inspect
 from importlib.metadata import entry_points
 from typing import Callable, TypeVar
 
-KINDS = ("encoder", "head", "loss", "graph", "transform", "dataset")
+KINDS = ("encoder", "trunk", "head", "loss", "term", "graph", "transform", "dataset")
 ENTRY_POINT_GROUP = "versanet.plugins"
 
 T = TypeVar("T", bound=type)

@@ -8,6 +8,7 @@ transform (plus an encoder) registered under the ``transform`` kind.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from dataclasses import dataclass, field
@@ -57,9 +58,36 @@ class ModalityTransform:
     ``prepare(corpus)``: runs once before training on one process (train a vocabulary, ...), must be
     idempotent; ``setup(corpus)`` runs on every process afterwards (load what ``prepare`` wrote).
     ``spec()``: facts the encoder may check (``Encoder.check_input_spec``).
+
+    Checkpoints carry the transforms a model was trained with, so a checkpoint alone can turn a
+    text query or a new video into model input (``versanet.checkpoint.load_pretrained``):
+    ``config()`` is the ``class_path`` + ``init_args`` the transform was built with (recorded by the
+    base class; constructor arguments must be plain data), ``state()`` what ``prepare``/``setup``
+    learned (a vocabulary), as tensors and plain data, and ``load_state(state)`` restores it without
+    a corpus. A transform that learns nothing needs neither.
     """
 
     needs: ClassVar[frozenset[str]] = frozenset()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> ModalityTransform:
+        self = super().__new__(cls)
+        # record the constructor call (a plain-data config), so checkpoints can rebuild the transform
+        bound = inspect.signature(cls.__init__).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        self._init_args = {k: v for k, v in list(bound.arguments.items())[1:] if k not in ("args", "kwargs")}
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """``{"class_path": "package.module.Class", "init_args": {...}}`` of this transform."""
+        cls = type(self)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dict(getattr(self, "_init_args", {}))}
+
+    def state(self) -> dict[str, Any]:
+        """What ``prepare``/``setup`` learned, as tensors and plain data (default: nothing)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state` without a corpus (default: nothing to restore)."""
 
     def prepare(self, corpus: Corpus) -> None:
         """One-time work before training (default: nothing)."""
@@ -393,6 +421,18 @@ class TokenizeText(CaptionTokens):
 
     def spec(self) -> dict[str, Any]:
         return {"vocab_size": self._sp.get_piece_size() if self._sp is not None else None, "pad_id": 0, "max_tokens": self.max_tokens}
+
+    def state(self) -> dict[str, Any]:
+        """The trained sentencepiece model's bytes (uint8 tensor), so a checkpoint tokenizes queries alone."""
+        if self._sp is None:
+            return {}
+        return {"sentencepiece_model": torch.frombuffer(bytearray(self._sp.serialized_model_proto()), dtype=torch.uint8)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        import sentencepiece as spm
+
+        if "sentencepiece_model" in state:
+            self._sp = spm.SentencePieceProcessor(model_proto=bytes(state["sentencepiece_model"].numpy().tobytes()))
 
     def encode(self, texts: list[str]) -> Tensor:
         """Texts -> ``[len(texts), max_tokens]`` int64, 0-padded."""

@@ -8,50 +8,21 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from versanet.checkpoint import Init, load_pretrained, reinitialise
 from versanet.graph import Edge, GraphError, ModalityGraph
 
-Init = Literal["pretrained", "random"]
+__all__ = [
+    "Init", "load_pretrained", "reinitialise",  # re-exported: the one checkpoint loader lives in versanet.checkpoint
+    "checkpoint_fingerprint", "flatten_views", "encode_views", "pick_label", "data_classes", "edge_path", "embed", "shared_space",
+    "FrozenBackboneMixin",
+]
 
 _FINGERPRINTS: dict[tuple[str, int, int], str] = {}
-
-
-def load_pretrained(checkpoint: str, init: Init = "pretrained", seed: int = 0) -> nn.Module:
-    """The :class:`~versanet.models.PretrainModule` of a ``versanet fit`` checkpoint, on CPU, in eval mode.
-
-    ``init="random"``: the same network (encoders, heads) with freshly initialised weights (every
-    submodule's ``reset_parameters`` under ``torch.manual_seed(seed)``) -- the baseline a pretrained
-    network must beat.
-    """
-    from versanet import registry
-    from versanet.models import PretrainModule
-
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretraining checkpoint not found: {path}")
-    registry.load_builtin()
-    registry.load_plugins(strict=False)
-    model = PretrainModule.load_from_checkpoint(path, map_location="cpu")
-    if init == "random":
-        reinitialise(model, seed)
-    elif init != "pretrained":
-        raise ValueError(f"init must be 'pretrained' or 'random', not {init!r}")
-    return model.eval()
-
-
-def reinitialise(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Reset every submodule that has ``reset_parameters`` (BN running statistics included), deterministically."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for sub in module.modules():
-            reset = getattr(sub, "reset_parameters", None)
-            if callable(reset) and sub is not module:
-                reset()
-    return module
 
 
 def checkpoint_fingerprint(path: str | os.PathLike) -> str:
@@ -155,11 +126,11 @@ def embed(model: nn.Module, modality: str, features: Tensor, space: str, borrow:
 
 
 def shared_space(graph: ModalityGraph, a: str, b: str, borrow: bool = True) -> str:
-    """The joint space in which ``a`` and ``b`` are compared: the space of a loss term contrasting them,
+    """The joint space in which ``a`` and ``b`` are compared: the space of a retrieval (or loss term) pairing them,
     else the only space both reach (with ``borrow``, see :func:`edge_path`)."""
-    for term in graph.terms:
-        if {term.a, term.b} == {a, b}:
-            return term.space
+    for r in graph.retrieval:
+        if {r.query, *r.gallery} == {a, b}:
+            return r.space
     candidates = []
     for space in graph.spaces:
         try:

@@ -27,7 +27,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from versanet.downstream.common import Init, embed, encode_views, load_pretrained, shared_space
-from versanet.eval.retrieval import first_occurrence, retrieval_metrics
+from versanet.eval.retrieval import first_occurrence, fused_similarity, retrieval_metrics
 
 
 class ZeroShotRetrievalModule(LightningModule):
@@ -122,12 +122,10 @@ class ZeroShotRetrievalModule(LightningModule):
 
     def similarity(self, merged: dict[str, Tensor]) -> Tensor:
         """``[Q, Q]`` query x gallery similarity (mean over gallery modalities present)."""
-        total, count = 0.0, 0.0
-        for m in self.spaces:
-            present = merged[f"present@{m}"].float()
-            total = total + (merged[f"query@{m}"] @ merged[f"gallery@{m}"].T) * present.unsqueeze(0)
-            count = count + present.unsqueeze(0)
-        return total / torch.clamp(count, min=1.0)
+        return fused_similarity(
+            {m: merged[f"query@{m}"] for m in self.spaces}, {m: merged[f"gallery@{m}"] for m in self.spaces},
+            {m: merged[f"present@{m}"] for m in self.spaces},
+        )
 
     def on_test_epoch_end(self) -> None:
         merged = {k: torch.cat([p[k] for p in self._parts]) for k in self._parts[0]}

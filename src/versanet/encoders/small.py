@@ -10,7 +10,8 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from versanet.encoders.base import Encoder
+from versanet.encoders.base import FeatureMapEncoder
+from versanet.encoders.text import WordMaxPoolEncoder
 from versanet.registry import register
 
 
@@ -19,7 +20,7 @@ def _conv_bn_relu(conv: nn.Module, width: int, bn: type[nn.Module]) -> list[nn.M
 
 
 @register("encoder")
-class SmallVideoCNN(Encoder):
+class SmallVideoCNN(FeatureMapEncoder):
     """Small 3D CNN on RGB clips ``[N, 3, T, H, W]``: conv-BN-ReLU stages, pooled over H, W then T.
 
     ``spatial_pool="max"`` takes the maximum over space instead of the mean: a better prior when
@@ -45,11 +46,15 @@ class SmallVideoCNN(Encoder):
             in_ch = width
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(in_ch, out_dim)
+        self.token_dim = in_ch
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, 3, T, H, W]`` -> ``[N, out_dim]``."""
-        h = self.features(x)  # [N, C, T', H', W']
-        h = h.amax(dim=(3, 4)) if self.spatial_pool == "max" else h.mean(dim=(3, 4))
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``[N, 3, T, H, W]`` -> ``[N, C, T', H', W']``."""
+        return self.features(x)
+
+    def pool(self, features: Tensor) -> Tensor:
+        """``[N, C, T', H', W']`` -> ``[N, out_dim]``: spatial max (or mean), temporal mean, Linear."""
+        h = features.amax(dim=(3, 4)) if self.spatial_pool == "max" else features.mean(dim=(3, 4))
         return self.proj(h.mean(dim=2))
 
     def example_input(self, batch_size: int) -> Tensor:
@@ -57,7 +62,7 @@ class SmallVideoCNN(Encoder):
 
 
 @register("encoder")
-class SmallAudioCNN(Encoder):
+class SmallAudioCNN(FeatureMapEncoder):
     """Small 2D CNN on log-mel spectrograms ``[N, 1, T, F]``: conv-BN-ReLU stages, mean over T, F."""
 
     input_ndim = 3
@@ -72,39 +77,38 @@ class SmallAudioCNN(Encoder):
             in_ch = width
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(in_ch, out_dim)
+        self.token_dim = in_ch
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, 1, T, F]`` -> ``[N, out_dim]``."""
-        return self.proj(self.features(x).mean(dim=(2, 3)))
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``[N, 1, T, F]`` -> ``[N, C, T', F']``."""
+        return self.features(x)
+
+    def pool(self, features: Tensor) -> Tensor:
+        """``[N, C, T', F']`` -> ``[N, out_dim]``: mean over time and frequency, Linear."""
+        return self.proj(features.mean(dim=(2, 3)))
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.randn(batch_size, 1, 40, 24)
 
 
 @register("encoder")
-class EmbeddingTextEncoder(Encoder):
+class EmbeddingTextEncoder(WordMaxPoolEncoder):
     """Learned token embeddings -> Linear -> ReLU -> max over tokens (MMV's text net, trainable vocabulary).
 
     Input: token ids ``[N, L]`` with ``pad_id`` as padding (ignored by the max). Use it with the
     sentencepiece tokenizer that :class:`versanet.data.transforms.TokenizeText` trains on the corpus.
     """
 
-    input_ndim = 1
     contract_kwargs = {"vocab_size": 50, "embed_dim": 8, "out_dim": 16}
 
     def __init__(self, vocab_size: int = 1000, embed_dim: int = 128, out_dim: int = 256, pad_id: int = 0, modality: str = "text") -> None:
-        super().__init__(modality, out_dim)
+        super().__init__(modality, embed_dim, out_dim, pad_id)
         self.vocab_size = vocab_size
-        self.pad_id = pad_id
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
-        self.proj = nn.Linear(embed_dim, out_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, L]`` token ids -> ``[N, out_dim]``; an all-padding row gives zeros."""
-        h = torch.relu(self.proj(self.embed(x)))  # [N, L, out_dim]
-        valid = (x != self.pad_id).unsqueeze(-1)
-        h = h.masked_fill(~valid, float("-inf")).amax(dim=1)
-        return torch.where(valid.any(dim=1), h, torch.zeros_like(h))
+    def word_vectors(self, x: Tensor) -> Tensor:
+        """``[N, L]`` token ids -> learned embeddings ``[N, L, embed_dim]``."""
+        return self.embed(x)
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.randint(1, self.vocab_size, (batch_size, 6))

@@ -38,3 +38,20 @@ def first_occurrence(index: Tensor) -> Tensor:
     keep = torch.zeros_like(first)
     keep[order] = first
     return keep
+
+
+def fused_similarity(query: dict[str, Tensor], gallery: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Tensor:
+    """Query x gallery similarity ``[Q, G]`` over one or several gallery modalities (MCN's text -> video+audio).
+
+    ``query[m]``: the query's L2-normalised embedding ``[Q, D_m]`` in the space where it meets gallery
+    modality ``m``; ``gallery[m]``: ``[G, D_m]`` L2-normalised; ``present[m]``: bool ``[G]`` (None: all
+    present). The similarity is the mean, over the gallery modalities a sample has, of the cosine
+    similarities (with one modality: plain cosine similarity).
+    """
+    total: Tensor | float = 0.0
+    count: Tensor | float = 0.0
+    for m, g in gallery.items():
+        have = torch.ones(g.shape[0], device=g.device) if present is None or m not in present else present[m].to(g.device).float()
+        total = total + (query[m] @ g.T) * have.unsqueeze(0)
+        count = count + have.unsqueeze(0)
+    return total / torch.clamp(torch.as_tensor(count), min=1.0)

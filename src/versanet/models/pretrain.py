@@ -1,4 +1,4 @@
-"""The pretraining LightningModule: encoders + a modality embedding graph + contrastive objective.
+"""The pretraining LightningModule: encoders (and shared trunks) + a modality embedding graph + its objective.
 
 Batch layout (a dict, as the data modules collate it; N = B or B*K after flattening):
 - ``batch[m]``: modality ``m``'s input, ``[B, *input]`` or ``[B, K, *input]`` for K candidates per clip
@@ -17,19 +17,25 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor, nn
 
 from versanet.encoders import Encoder
-from versanet.eval.retrieval import first_occurrence, retrieval_metrics
+from versanet.eval.retrieval import first_occurrence, fused_similarity, retrieval_metrics
 from versanet.graph import Edge, GraphError, ModalityGraph
+from versanet.objective import TermInputs, combine
+from versanet.schedules import warmup_cosine
 
 Embeddings = dict[str, Tensor]
 
 
 class PretrainModule(LightningModule):
-    """Self-supervised pretraining of any modality embedding graph (MMV, VATT and plugin modalities).
+    """Self-supervised pretraining of any modality embedding graph (MMV, VATT, MCN and plugin modalities).
 
     Args:
         encoders: modality name -> backbone; the key is the batch key the encoder reads.
-        graph: spaces, heads and loss terms (``FAC``, ``Shared``, ``Disjoint`` or a ``ModalityGraph``).
-        optimizer: ``adam`` (MMV, VATT) or ``adamw``.
+        graph: spaces, heads, objective terms and validation retrievals (``FAC``, ``Shared``,
+            ``Disjoint`` or a ``ModalityGraph``).
+        trunks: name -> a module several encoders share (VATT-MA's one Transformer). An encoder
+            whose config says ``trunk: NAME`` runs it; it is built once, so it counts once in the
+            parameters, the optimiser and the checkpoint (under ``trunks.NAME``).
+        optimizer: ``adam`` (MMV, VATT, MCN) or ``adamw``.
         lr: peak learning rate, reached after ``warmup_steps`` of linear warm-up, then cosine decay
             to ``lr * final_lr_ratio`` at the last training step.
         sync_batchnorm: convert BatchNorm to SyncBatchNorm when training on several accelerators
@@ -40,6 +46,7 @@ class PretrainModule(LightningModule):
         self,
         encoders: dict[str, Encoder],
         graph: ModalityGraph,
+        trunks: dict[str, nn.Module] | None = None,
         optimizer: Literal["adam", "adamw"] = "adam",
         lr: float = 2e-3,
         weight_decay: float = 0.0,
@@ -48,17 +55,25 @@ class PretrainModule(LightningModule):
         sync_batchnorm: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["encoders", "graph"] if not self._from_cli() else None)
+        self.save_hyperparameters(ignore=["encoders", "graph", "trunks"] if not self._from_cli() else None)
+        # trunks first: a shared tensor's checkpoint key is its first name, trunks.<name>.*
+        self.trunks = nn.ModuleDict(trunks or {})
         for name, encoder in encoders.items():
             encoder.modality = name
+        attach_trunks(encoders, self.trunks)
         self.encoders = nn.ModuleDict(encoders)
         self.graph = graph
         dims = {name: enc.out_dim for name, enc in encoders.items()}
         graph.validate(dims)
         self.heads = nn.ModuleDict({e.key: build_head(graph, e, dims) for e in graph.edges})
-        self.losses = nn.ModuleDict({t.name: t.loss for t in graph.terms})
-        self._eval_outputs: dict[str, list[dict[str, Tensor]]] = {}
+        for term in graph.terms:
+            term.build(graph, dims)
+        self.terms = nn.ModuleDict({t.name: t for t in graph.terms})
+        self.transforms: dict[str, Any] = {}  # the data transforms, restored from a checkpoint (versanet.checkpoint)
+        self._eval_outputs: list[dict[str, Tensor]] = []
         self.retrieval_results: list[dict[str, Any]] = []  # the last eval epoch's, for reports
+        self.register_state_dict_post_hook(_drop_aliases)
+        self.register_load_state_dict_pre_hook(_restore_aliases)
 
     @staticmethod
     def _from_cli() -> bool:
@@ -70,15 +85,22 @@ class PretrainModule(LightningModule):
     # ------------------------------------------------------------------ forward
     def encode(self, modality: str, x: Tensor) -> Tensor:
         """Backbone features ``[N, d_m]``; a ``[B, K, *input]`` input is flattened clip-major to ``N = B*K``."""
+        return self.encoders[modality](self._flat_input(modality, x))
+
+    def encode_tokens(self, modality: str, x: Tensor):  # noqa: ANN201 - versanet.encoders.Tokens
+        """Token-level backbone output (:class:`~versanet.encoders.Tokens`); candidates flattened as in :meth:`encode`."""
+        return self.encoders[modality].forward_tokens(self._flat_input(modality, x))
+
+    def _flat_input(self, modality: str, x: Tensor) -> Tensor:
         encoder = self.encoders[modality]
         if x.dim() == encoder.input_ndim + 2:
-            x = x.flatten(0, 1)
-        elif x.dim() != encoder.input_ndim + 1:
+            return x.flatten(0, 1)
+        if x.dim() != encoder.input_ndim + 1:
             raise ValueError(
                 f"{modality} input has shape {tuple(x.shape)}; {type(encoder).__name__} expects "
                 f"[B, *input] or [B, K, *input] with {encoder.input_ndim} input dims"
             )
-        return encoder(x)
+        return x
 
     def forward(self, batch: dict[str, Any]) -> Embeddings:
         """Every node the batch's modalities reach: ``{"video": [B, d_v], "video@va": [B, 512], ...}``.
@@ -86,97 +108,103 @@ class PretrainModule(LightningModule):
         Backbone features are keyed by the modality name, joint-space embeddings by ``modality@space``.
         Modalities absent from the batch (or from the graph) are skipped.
         """
-        out: Embeddings = {m: self.encode(m, batch[m]) for m in self.graph.modalities if m in batch}
+        out: Embeddings = {m: self.encode(m, batch[m]) for m in self.encoders if m in batch}
+        return self.embed(out)
+
+    def embed(self, features: Embeddings) -> Embeddings:
+        """Backbone features by modality -> the same dict plus every joint-space node the graph's heads reach."""
+        out = dict(features)
         for edge in self.graph.ordered_edges():
             source = out.get(edge.source)
             if source is not None:
                 out[edge.target] = self.heads[edge.key](source)
         return out
 
-    # ------------------------------------------------------------------ loss
-    def _batch_size(self, batch: dict[str, Any]) -> int:
-        """Clips in the batch (an anchor modality has one input per clip; candidates may have K)."""
+    # ------------------------------------------------------------------ objective
+    def batch_size_of(self, batch: dict[str, Any]) -> int:
+        """Clips in the batch (every modality's tensor starts with the clip axis)."""
         if "index" in batch:
             return len(batch["index"])
-        return batch[self.graph.terms[0].a].shape[0]
+        for m in self.encoders:
+            if m in batch:
+                return batch[m].shape[0]
+        raise ValueError(f"the batch has none of the encoders' modalities ({', '.join(self.encoders)}); keys: {', '.join(batch)}")
 
-    @staticmethod
-    def _masks(batch: dict[str, Any], modality: str, batch_size: int, device: torch.device) -> Tensor | None:
-        mask = batch.get("mask", {}).get(modality)
-        return None if mask is None else mask.to(device).bool().reshape(batch_size, -1)
+    def term_inputs(self, batch: dict[str, Any], emb: Embeddings) -> TermInputs:
+        step = int(getattr(self._trainer, "global_step", 0))  # 0 outside a trainer
+        return TermInputs(emb, batch, self.batch_size_of(batch), step, self.training)
 
     def objective(self, batch: dict[str, Any], emb: Embeddings) -> dict[str, Tensor]:
-        """Each term's loss and their weighted mean ``"loss" = sum_w w*L / sum_w w``."""
-        losses: dict[str, Tensor] = {}
-        total, weights = 0.0, 0.0
-        for term in self.graph.terms:
-            a, b = emb[f"{term.a}@{term.space}"], emb[f"{term.b}@{term.space}"]
-            batch_size = a.shape[0]
-            if batch_size != batch[term.a].shape[0]:
-                raise ValueError(f"loss term {term.name}: the anchor {term.a} must have one embedding per clip")
-            a_mask = self._masks(batch, term.a, batch_size, a.device)
-            if a_mask is not None:
-                a_mask = a_mask.any(dim=1)
-            b_mask = self._masks(batch, term.b, batch_size, a.device)
-            losses[term.name] = self.losses[term.name](a, b, a_mask, b_mask)
-            total = total + term.weight * losses[term.name]
-            weights += term.weight
-        losses["loss"] = total / weights
-        return losses
+        """Each term's loss and their combination ``"loss"`` (the graph's ``reduction``)."""
+        inputs = self.term_inputs(batch, emb)
+        losses = {name: term(inputs) for name, term in self.terms.items()}
+        weights = {name: term.weight for name, term in self.terms.items()}
+        return {**losses, "loss": combine(losses, weights, self.graph.reduction)}
+
+    @torch.no_grad()
+    def update_terms(self, batch: dict[str, Any], emb: Embeddings) -> None:
+        """Let stateful terms (queues, centroids) take this step's detached embeddings; once per optimizer step."""
+        inputs = self.term_inputs(batch, {k: v.detach() for k, v in emb.items()})
+        for term in self.terms.values():
+            term.update(inputs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        losses = self.objective(batch, self(batch))
-        batch_size = self._batch_size(batch)
+        emb = self(batch)
+        losses = self.objective(batch, emb)
+        self.update_terms(batch, emb)
+        batch_size = self.batch_size_of(batch)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=batch_size)
         self.log("loss", losses["loss"], prog_bar=True, logger=False, batch_size=batch_size)
-        for term in self.graph.terms:
-            if isinstance(getattr(term.loss, "log_inv_tau", None), nn.Parameter):
-                self.log(f"train/temperature_{term.name}", term.loss.temperature, batch_size=batch_size)
+        for name, term in self.terms.items():
+            for key, value in term.metrics().items():
+                self.log(f"train/{name}/{key}", value, batch_size=batch_size)
         return losses["loss"]
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         emb = self(batch)
         losses = self.objective(batch, emb)
-        batch_size = self._batch_size(batch)
+        batch_size = self.batch_size_of(batch)
         self.log(f"{stage}/loss", losses["loss"], batch_size=batch_size, sync_dist=True, prog_bar=stage == "val")
-        index = batch.get("index", torch.arange(batch_size, device=self.device))
-        for term in self.graph.terms:
-            a, b = emb[f"{term.a}@{term.space}"], emb[f"{term.b}@{term.space}"]
-            k = b.shape[0] // batch_size
-            a_mask = self._masks(batch, term.a, batch_size, a.device)
-            b_mask = self._masks(batch, term.b, batch_size, a.device)
-            valid = torch.ones(batch_size, dtype=torch.bool, device=a.device)
-            valid &= a_mask.any(1) if a_mask is not None else valid
-            valid &= b_mask[:, 0] if b_mask is not None else valid
-            # the first candidate is the query/target (the caption nearest the clip)
-            self._eval_outputs.setdefault(term.name, []).append(
-                {"a": a.detach().float(), "b": b.detach().float().reshape(batch_size, k, -1)[:, 0], "valid": valid, "index": index}
-            )
+        for name in self.terms:
+            self.log(f"{stage}/{name}", losses[name], batch_size=batch_size, sync_dist=True)
+        inputs = self.term_inputs(batch, emb)
+        part: dict[str, Tensor] = {"index": batch.get("index", torch.arange(batch_size, device=self.device))}
+        for r in self.graph.retrieval:
+            for m in [r.query, *r.gallery]:
+                node = f"{m}@{r.space}"
+                if node in part or node not in emb:
+                    continue
+                x = emb[node]
+                # with K candidates per clip (captions) the first, nearest the clip, is the query/target
+                part[node] = x.detach().float().reshape(batch_size, x.shape[0] // batch_size, -1)[:, 0]
+                mask = inputs.mask(m)
+                part[f"present:{m}"] = mask[:, 0] if mask is not None else torch.ones(batch_size, dtype=torch.bool, device=x.device)
+        self._eval_outputs.append(part)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        """Retrieval in both directions for every loss term, over the whole (de-duplicated) eval set."""
+        """Every declared retrieval in both directions, over the whole (de-duplicated) eval set."""
+        parts, self._eval_outputs = self._eval_outputs, []
+        if not parts:
+            return
+        merged = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+        if self.trainer.world_size > 1:
+            merged = {key: self.all_gather(v).flatten(0, 1) for key, v in merged.items()}
+        first = first_occurrence(merged["index"])
         results: list[dict[str, Any]] = []
-        for term in self.graph.terms:
-            parts = self._eval_outputs.pop(term.name, [])
-            if not parts:
-                continue
-            merged = {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
-            if self.trainer.world_size > 1:
-                merged = {key: self.all_gather(v).flatten(0, 1) for key, v in merged.items()}
-            keep = first_occurrence(merged["index"]) & merged["valid"]
-            a = nn.functional.normalize(merged["a"][keep], dim=-1)
-            b = nn.functional.normalize(merged["b"][keep], dim=-1)
-            sim = a @ b.T
-            for query, gallery, s in ((term.a, term.b, sim), (term.b, term.a, sim.T)):
-                results.append({"query": query, "gallery": gallery, "space": term.space, "n": int(keep.sum()), **retrieval_metrics(s)})
-        self._eval_outputs.clear()
-        if results:
-            self.retrieval_results = results
-            self.log_dict(
-                {f"{stage}/{r['query']}_to_{r['gallery']}@{r['space']}/{k}": r[k] for r in results for k in ("R@1", "R@5", "R@10", "MedR", "MeanR")},
-                rank_zero_only=True,
-            )
+        for r in self.graph.retrieval:
+            keep = first & merged[f"present:{r.query}"]
+            keep &= torch.stack([merged[f"present:{m}"] for m in r.gallery]).any(0)
+            query = {m: nn.functional.normalize(merged[f"{r.query}@{r.space}"][keep], dim=-1) for m in r.gallery}
+            gallery = {m: nn.functional.normalize(merged[f"{m}@{r.space}"][keep], dim=-1) for m in r.gallery}
+            sim = fused_similarity(query, gallery, {m: merged[f"present:{m}"][keep] for m in r.gallery})
+            for q, g, s in ((r.query, r.gallery_name, sim), (r.gallery_name, r.query, sim.T)):
+                results.append({"query": q, "gallery": g, "space": r.space, "n": int(keep.sum()), **retrieval_metrics(s)})
+        self.retrieval_results = results
+        self.log_dict(
+            {f"{stage}/{r['query']}_to_{r['gallery']}@{r['space']}/{k}": r[k] for r in results for k in ("R@1", "R@5", "R@10", "MedR", "MeanR")},
+            rank_zero_only=True,
+        )
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -189,6 +217,22 @@ class PretrainModule(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the data transforms (and what they learned) beside the weights: see :mod:`versanet.checkpoint`."""
+        from versanet.checkpoint import FORMAT_VERSION, export_transforms
+
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        transforms = getattr(datamodule, "transforms", None) or self.transforms
+        checkpoint["versanet"] = {"format_version": FORMAT_VERSION, "transforms": export_transforms(transforms)}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from versanet.checkpoint import build_transforms
+
+        exported = checkpoint.get("versanet", {}).get("transforms")
+        if exported:
+            self.transforms = build_transforms(exported)
 
     # ------------------------------------------------------------------ setup and optimisation
     def setup(self, stage: str) -> None:
@@ -212,21 +256,63 @@ class PretrainModule(LightningModule):
     def on_fit_start(self) -> None:
         dims = {m: enc.out_dim for m, enc in self.encoders.items()}
         rank_zero_info(self.graph.summary(dims, self.heads))
-        params = {m: enc.num_parameters() for m, enc in self.encoders.items()}
-        rank_zero_info("  encoders: " + ", ".join(f"{m}={type(self.encoders[m]).__name__} ({n:,} params)" for m, n in params.items()))
+        parts = []
+        for m, enc in self.encoders.items():
+            shared = f", trunk {enc.shared_trunk!r} shared" if enc.shared_trunk else ""
+            parts.append(f"{m}={type(enc).__name__} ({enc.num_parameters():,} params{shared})")
+        total = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        rank_zero_info("  encoders: " + ", ".join(parts) + f"; total trainable {total:,} (shared tensors once)")
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
-        optimizer = opt_cls(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        warmup = min(self.hparams.warmup_steps, total - 1)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total - warmup, 1), eta_min=self.hparams.lr * self.hparams.final_lr_ratio)
-        if warmup > 0:
-            ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, total_iters=warmup)
-            scheduler = torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
-        else:
-            scheduler = cosine
+        params = [p for p in self.parameters() if p.requires_grad]  # parameters() lists a shared tensor once
+        optimizer = opt_cls(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = warmup_cosine(optimizer, total, self.hparams.warmup_steps, self.hparams.final_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def attach_trunks(encoders: dict[str, Encoder], trunks: nn.ModuleDict) -> None:
+    """Hand each named trunk to the encoders whose config names it; unknown or unused names are config errors."""
+    used = set()
+    for modality, encoder in encoders.items():
+        name = encoder.shared_trunk
+        if name is None:
+            continue
+        if name not in trunks:
+            known = ", ".join(trunks) or "none"
+            raise GraphError(f"encoder {modality} ({type(encoder).__name__}) names trunk {name!r}, but model.trunks has {known}")
+        encoder.attach_trunk(trunks[name])
+        used.add(name)
+    unused = [name for name in trunks if name not in used]
+    if unused:
+        raise GraphError(f"trunk(s) {', '.join(unused)} are built but no encoder names them (set `trunk: NAME` in an encoder)")
+
+
+def _aliases(module: nn.Module) -> dict[str, str]:
+    """State-dict names that hold a tensor already listed under an earlier name: ``{alias: first name}``."""
+    first: dict[int, str] = {}
+    aliases: dict[str, str] = {}
+    named = list(module.named_parameters(remove_duplicate=False)) + list(module.named_buffers(remove_duplicate=False))
+    for name, tensor in named:
+        if id(tensor) in first:
+            aliases[name] = first[id(tensor)]
+        else:
+            first[id(tensor)] = name
+    return aliases
+
+
+def _drop_aliases(module: nn.Module, state_dict: dict[str, Tensor], prefix: str, local_metadata: Any) -> None:
+    """State-dict hook: a shared trunk is saved once, under its first name (``trunks.<name>.*``)."""
+    for alias in _aliases(module):
+        state_dict.pop(prefix + alias, None)
+
+
+def _restore_aliases(module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *args: Any) -> None:
+    """Load pre-hook: fill each alias of a shared tensor from its first name, so strict loading finds every key."""
+    for alias, name in _aliases(module).items():
+        if prefix + alias not in state_dict and prefix + name in state_dict:
+            state_dict[prefix + alias] = state_dict[prefix + name]
 
 
 def build_head(graph: ModalityGraph, edge: Edge, dims: dict[str, int]) -> nn.Module:

@@ -469,7 +469,7 @@ class Word2VecTokenize(CaptionTokens):
     line), reads their vectors from ``word2vec_path`` and caches them in ``cache_path`` (default
     ``<data root>/word2vec/<word2vec file stem>.subset.pt``); a second run reuses the cache.
     ``setup`` loads it. ``spec()`` reports ``vocab_size``, ``pad_id``, ``embed_dim`` and
-    ``embeddings_path`` (the cache), which :class:`~versanet.encoders.word2vec_text.Word2VecTextEncoder`
+    ``embeddings_path`` (the cache), which :class:`~versanet.encoders.mmv.word2vec_text.Word2VecTextEncoder`
     checks, and loads when it was given no file of its own. Missing candidates are all-padding
     rows with a False mask, as in :class:`~versanet.data.transforms.TokenizeText`.
     """
@@ -525,6 +525,18 @@ class Word2VecTokenize(CaptionTokens):
 
     def spec(self) -> dict[str, Any]:
         return {"vocab_size": None, "embed_dim": None, "embeddings_path": None, **self._subset_info, "pad_id": PAD_ID, "max_tokens": self.max_tokens}
+
+    def state(self) -> dict[str, Any]:
+        """The vocabulary (word i has id i), so a checkpoint tokenizes queries alone; its vectors live in the encoder."""
+        if self._tokenizer is None:
+            return {}
+        words = sorted(self._tokenizer.vocab, key=self._tokenizer.vocab.__getitem__)
+        return {"words": words, "embed_dim": self._subset_info.get("embed_dim")}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if "words" in state:
+            self._tokenizer = Word2VecTokenizer(list(state["words"]), self.max_tokens, self.remove_stop_words)
+            self._subset_info = {"vocab_size": len(state["words"]), "embed_dim": state.get("embed_dim"), "embeddings_path": None}
 
     def encode(self, texts: list[str]) -> Tensor:
         """Texts -> ``[len(texts), max_tokens]`` int64, 0-padded."""

@@ -7,12 +7,12 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from versanet.encoders import Encoder
+from versanet.encoders import FeatureMapEncoder
 from versanet.registry import register
 
 
 @register("encoder")
-class MotionCNN(Encoder):
+class MotionCNN(FeatureMapEncoder):
     """Small 3D CNN on frame-difference motion maps ``[N, 1, T, H, W]``, mean-pooled to ``[N, out_dim]``."""
 
     input_ndim = 4
@@ -27,10 +27,15 @@ class MotionCNN(Encoder):
             in_ch = width
         self.features = nn.Sequential(*layers)
         self.proj = nn.Linear(in_ch, out_dim)
+        self.token_dim = in_ch
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, 1, T, H, W]`` -> ``[N, out_dim]``."""
-        return self.proj(self.features(x).mean(dim=(2, 3, 4)))
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``[N, 1, T, H, W]`` -> feature map ``[N, C, T, H', W']`` (one token per cell)."""
+        return self.features(x)
+
+    def pool(self, features: Tensor) -> Tensor:
+        """``[N, C, T, H', W']`` -> ``[N, out_dim]``: mean over the grid, then Linear."""
+        return self.proj(features.mean(dim=(2, 3, 4)))
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.rand(batch_size, 1, 3, 24, 24)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from versanet.data.captions import Caption
 from versanet.data.failures import SkipBadSamples
+from versanet.data.loaders import make_loader
 from versanet.data.sampling import ClipSampler, apply_transforms, needs_of
 from versanet.data.transforms import Corpus, ModalityTransform
 from versanet.data.video_io import MediaSource
@@ -327,11 +328,7 @@ class ClipDataModule(LightningDataModule):
         return {m: t.spec() for m, t in self.transforms.items()}
 
     def _loader(self, dataset: Dataset, batch_size: int, train: bool, collate_fn: Callable | None = None) -> DataLoader:
-        return DataLoader(
-            dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(dataset) >= batch_size,  # type: ignore[arg-type]
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
-            collate_fn=collate_fn,
-        )
+        return make_loader(dataset, batch_size, train, self.num_workers, collate_fn)
 
     def train_dataloader(self) -> DataLoader:
         if self.shards:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import torch
 from torch import Tensor
 
-from versanet.encoders.base import Encoder
-from versanet.encoders.tsm_resnet import RESNET50_LAYERS, RESNET_CHANNELS, resnetv2
+from versanet.encoders.base import FeatureMapEncoder
+from versanet.encoders.mmv.tsm_resnet import RESNET50_LAYERS, RESNET_CHANNELS, resnetv2
 from versanet.registry import register
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def logmel_frames(seconds: float, sample_rate: int = 48000, hop_length: int = 10
 
 
 @register("encoder")
-class AudioResNet50(Encoder):
+class AudioResNet50(FeatureMapEncoder):
     """MMV's audio ResNet-v2-50 (BN, 1 input channel) on log-mel ``[N, 1, T, F]`` -> 2048 (23,494,080 params).
 
     Args:
@@ -93,9 +93,9 @@ class AudioResNet50(Encoder):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone.forward_features(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, 1, T, F]`` -> ``[N, out_dim]`` (mean over time and frequency)."""
-        return self.forward_features(x).mean(dim=(2, 3))
+    def pool(self, features: Tensor) -> Tensor:
+        """``[N, C, t, f]`` -> ``[N, out_dim]`` (mean over time and frequency)."""
+        return features.mean(dim=(2, 3))
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.randn(batch_size, 1, 32, 32)

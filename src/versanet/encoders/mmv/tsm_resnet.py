@@ -29,7 +29,7 @@ from timm.layers import BatchNormAct2d, create_conv2d
 from timm.models.resnetv2 import PreActBottleneck, ResNetV2
 from torch import Tensor, nn
 
-from versanet.encoders.base import Encoder
+from versanet.encoders.base import FeatureMapEncoder
 from versanet.registry import register
 
 RESNET50_LAYERS = (3, 4, 6, 3)
@@ -148,7 +148,7 @@ def add_temporal_shift(model: ResNetV2, shift_fraction: float = 1 / 8) -> ResNet
     return model
 
 
-class TSMResNet(Encoder):
+class TSMResNet(FeatureMapEncoder):
     """TSM ResNet-v2 (timm ``ResNetV2`` + temporal shift in every block) on RGB clips ``[N, 3, T, H, W]``.
 
     Args:
@@ -213,9 +213,9 @@ class TSMResNet(Encoder):
         x = self.backbone.forward_features(x)  # stem, stages, final norm (BN + ReLU)
         return rearrange(x, "(n t) c h w -> n c t h w", n=n, t=t)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, 3, T, H, W]`` -> ``[N, out_dim]``: spatial mean, then temporal mean."""
-        return self.forward_features(x).mean(dim=(3, 4)).mean(dim=2)
+    def pool(self, features: Tensor) -> Tensor:
+        """``[N, C, T, h, w]`` -> ``[N, out_dim]``: spatial mean, then temporal mean."""
+        return features.mean(dim=(3, 4)).mean(dim=2)
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.rand(batch_size, 3, 4, 32, 32)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from versanet.encoders.base import Encoder, run_blocks
+from versanet.encoders.base import FeatureMapEncoder, run_blocks
 from versanet.registry import register
 
 Padding = Literal["symmetric", "tf_same"]
@@ -212,7 +212,7 @@ class InceptionBlock3D(nn.Module):
 
 
 @register("encoder")
-class S3DG(Encoder):
+class S3DG(FeatureMapEncoder):
     """S3D-G (separable 3D convs + self-gating) on RGB clips ``[N, 3, T, H, W]`` -> 1024 (9,162,704 params).
 
     Args:
@@ -277,9 +277,9 @@ class S3DG(Encoder):
         """``[N, 3, T, H, W]`` -> ``[N, out_dim, t, h, w]`` (the last inception block's output)."""
         return run_blocks(self.blocks, x, self.grad_checkpointing)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, 3, T, H, W]`` -> ``[N, out_dim]`` (mean over T, H, W)."""
-        return self.forward_features(x).mean(dim=(2, 3, 4))
+    def pool(self, features: Tensor) -> Tensor:
+        """``[N, out_dim, t, h, w]`` -> ``[N, out_dim]`` (mean over T, H, W)."""
+        return features.mean(dim=(2, 3, 4))
 
     def example_input(self, batch_size: int) -> Tensor:
         # 4 frames / 32 px: every stride-2 stage still has >= 1 position (t = 1, h = w = 1 at the end)

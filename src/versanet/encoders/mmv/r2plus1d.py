@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.video.resnet import BasicBlock, Conv2Plus1D, R2Plus1dStem, VideoResNet
 
-from versanet.encoders.base import Encoder, run_blocks
-from versanet.encoders.s3dg import make_conv3d_bf16_safe
+from versanet.encoders.base import FeatureMapEncoder, run_blocks
+from versanet.encoders.mmv.s3dg import make_conv3d_bf16_safe
 from versanet.registry import register
 
 
@@ -46,7 +46,7 @@ def _use_paper_midplanes(net: VideoResNet) -> None:
 
 
 @register("encoder")
-class R2Plus1D18(Encoder):
+class R2Plus1D18(FeatureMapEncoder):
     """R(2+1)D-18 (torchvision builder, no classifier) on RGB clips ``[N, 3, T, H, W]`` -> 512.
 
     Parameters: 31,300,125 (torchvision, default) or 33,165,639 (``paper_midplanes=True``); the
@@ -95,9 +95,9 @@ class R2Plus1D18(Encoder):
         """``[N, 3, T, H, W]`` -> ``[N, 512, t, h, w]``."""
         return run_blocks(self._blocks(), x, self.grad_checkpointing)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, 3, T, H, W]`` -> ``[N, 512]`` (mean over T, H, W)."""
-        return self.forward_features(x).mean(dim=(2, 3, 4))
+    def pool(self, features: Tensor) -> Tensor:
+        """``[N, 512, t, h, w]`` -> ``[N, 512]`` (mean over T, H, W)."""
+        return features.mean(dim=(2, 3, 4))
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.rand(batch_size, 3, 4, 32, 32)

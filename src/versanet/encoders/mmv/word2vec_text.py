@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from versanet.encoders.base import Encoder
+from versanet.encoders.text import WordMaxPoolEncoder
 from versanet.registry import register
 from versanet.text.word2vec import PAD_ID, Word2VecSubset, cached_word2vec_subset, read_word_list
 
@@ -45,7 +45,7 @@ def load_embedding_table(embeddings_path: str | Path, vocab_path: str | Path | N
 
 
 @register("encoder")
-class Word2VecTextEncoder(Encoder):
+class Word2VecTextEncoder(WordMaxPoolEncoder):
     """Frozen word2vec embeddings -> Linear(300, 2048) -> ReLU -> max over words (MMV's text network).
 
     Input: word ids ``[N, L]`` (0 = padding, ignored by the max; an all-padding row gives zeros).
@@ -67,7 +67,6 @@ class Word2VecTextEncoder(Encoder):
         vocab_size: rows of the random table (ignored when the table comes from a file).
     """
 
-    input_ndim = 1
     contract_kwargs = {"embeddings_path": None, "vocab_size": 50, "embed_dim": 8, "out_dim": 16}
 
     def __init__(
@@ -81,13 +80,11 @@ class Word2VecTextEncoder(Encoder):
         seed: int = 0,
         modality: str = "text",
     ) -> None:
-        super().__init__(modality, out_dim)
+        super().__init__(modality, embed_dim, out_dim, pad_id)
         self.embeddings_path, self.vocab_path = embeddings_path, vocab_path
-        self.embed_dim, self.pad_id = embed_dim, pad_id
         self.vocab_size = vocab_size
         self.table_source = "random"  # "random" | "deferred" | a file path | "checkpoint"
         self.register_buffer("table", torch.zeros(0, embed_dim))
-        self.proj = nn.Linear(embed_dim, out_dim)
         if embeddings_path is None:
             generator = torch.Generator().manual_seed(seed)
             table = torch.randn(vocab_size, embed_dim, generator=generator)
@@ -125,17 +122,14 @@ class Word2VecTextEncoder(Encoder):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     # ------------------------------------------------------------------ Encoder
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, L]`` word ids -> ``[N, out_dim]``; padding is ignored by the max, an all-padding row gives zeros."""
+    def word_vectors(self, x: Tensor) -> Tensor:
+        """``[N, L]`` word ids -> frozen word2vec vectors ``[N, L, embed_dim]``."""
         if self.table.shape[0] == 0:
             raise RuntimeError(
                 f"Word2VecTextEncoder: the embedding table {self.embeddings_path} was never loaded "
                 "(it is loaded in check_input_spec once the data module has written it)"
             )
-        h = torch.relu(self.proj(F.embedding(x, self.table)))  # [N, L, E]
-        valid = (x != self.pad_id).unsqueeze(-1)
-        h = h.masked_fill(~valid, float("-inf")).amax(dim=1)
-        return torch.where(valid.any(dim=1), h, torch.zeros_like(h))
+        return F.embedding(x, self.table)
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.randint(1, max(2, self.vocab_size), (batch_size, 6))
