@@ -188,9 +188,14 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
         from versanet.data.shards import data_shard
         from versanet.deflation import deflate_command
 
+        # one entry per line: each verb is a function whose signature jsonargparse turns into the command line
         tools = {
-            "list": list_components, "toy-data": toy_data, "tokenizer": {"train": tokenizer_train},
-            "deflate": deflate_command, "data": {"check": data_check, "shard": data_shard}, "benchmark": benchmark,
+            "list": list_components,
+            "toy-data": toy_data,
+            "tokenizer": {"train": tokenizer_train},
+            "deflate": deflate_command,
+            "data": {"check": data_check, "shard": data_shard},
+            "benchmark": benchmark,
         }
         CLI(tools, args=args)
         return None
