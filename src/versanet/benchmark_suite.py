@@ -129,7 +129,7 @@ def run_benchmark(config: str | Path, checkpoint: str, root_dir: str | Path, ove
     from lightning.pytorch import LightningDataModule, LightningModule
 
     from versanet import registry
-    from versanet.cli import VersanetCLI, check_config_names
+    from versanet.cli import VersanetCLI, _config_error_in_chain, check_config_names
 
     registry.load_builtin()
     registry.load_plugins(strict=False)
@@ -139,6 +139,11 @@ def run_benchmark(config: str | Path, checkpoint: str, root_dir: str | Path, ove
     try:
         cli = VersanetCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args, run=False,
                           save_config_kwargs={"overwrite": True})
+    except ValueError as err:  # jsonargparse wraps what the module raised: report that (a refused file, a bad graph)
+        cause = _config_error_in_chain(err)
+        if cause is None:
+            raise
+        raise cause from None
     finally:
         sys.argv = argv
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
@@ -147,7 +152,7 @@ def run_benchmark(config: str | Path, checkpoint: str, root_dir: str | Path, ove
         trainer.fit(model, datamodule=datamodule)
         callback = trainer.checkpoint_callback
         ckpt_path = getattr(callback, "best_model_path", None) or getattr(callback, "last_model_path", None) or None
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
 
 
