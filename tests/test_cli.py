@@ -28,6 +28,55 @@ def tiny_run_args(toy_root: Path, out: Path, steps: int = 3) -> list[str]:
     ]
 
 
+def logged_scalars(folder: Path) -> dict[str, list[float]]:
+    """Every scalar curve in the TensorBoard event files under ``folder``: tag -> values in step order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves: dict[str, list[float]] = {}
+    for events in sorted(folder.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            curves.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return curves
+
+
+LEARNED_TEMPERATURES = """
+model:
+  init_args:
+    graph:
+      class_path: ModalityGraph
+      init_args:
+        spaces: {va: 32, vat: 16}
+        edges:
+          - {source: video, space: va, head: {class_path: MLPBNHead}}
+          - {source: video@va, space: vat, head: {class_path: ReLULinearBNHead}}
+          - {source: audio, space: va}
+          - {source: text, space: vat}
+        terms:
+          - {space: va, a: video, b: audio, loss: {class_path: NCELoss, init_args: {learnable_temperature: true}}}
+          - {space: vat, a: video, b: text, loss: {class_path: MILNCELoss, init_args: {learnable_temperature: true}}}
+"""
+
+
+def test_fit_writes_tensorboard_curves_of_every_term_temperature_and_retrieval(toy_root: Path, tmp_path: Path) -> None:
+    """The default logger is TensorBoard (`tensorboard --logdir runs/`): one curve per loss term, learned temperature and R@k."""
+    overlay = tmp_path / "learned_temperatures.yaml"
+    overlay.write_text(LEARNED_TEMPERATURES)
+    main(["fit", "--config", str(QUICKSTART / "fac.yaml"), "--config", str(overlay), *tiny_run_args(toy_root, tmp_path, steps=4),
+          "--trainer.log_every_n_steps=1", "--trainer.val_check_interval=2"])
+    assert next(tmp_path.rglob("events.out.tfevents.*")).parent.name == "version_0"  # lightning_logs/version_0 beside checkpoints/
+    curves = logged_scalars(tmp_path)
+    for term in ("video_audio@va", "video_text@vat"):
+        assert len(curves[f"train/{term}"]) == 4 and len(curves[f"val/{term}"]) == 2
+        temperature = curves[f"train/{term}/temperature"]
+        assert temperature[0] == pytest.approx(0.07, rel=0.05) and temperature[-1] != temperature[0]  # learned: it moves
+    assert len(curves["train/loss"]) == 4
+    for pair in ("text_to_video@vat", "video_to_text@vat", "audio_to_video@va", "video_to_audio@va"):
+        for metric in ("R@1", "R@5", "R@10", "MedR", "MeanR"):
+            assert len(curves[f"val/{pair}/{metric}"]) == 2, (pair, metric)
+
+
 def test_list_prints_every_kind_with_descriptions(capsys: pytest.CaptureFixture) -> None:
     main(["list"])
     out = capsys.readouterr().out
@@ -89,8 +138,8 @@ def test_plugin_modality_in_a_four_modality_graph(toy_root: Path, tmp_path: Path
     assert type(model.encoders["motion"]).__name__ == "MotionCNN"
     summary = model.graph.summary({m: e.out_dim for m, e in model.encoders.items()}, model.heads)
     assert "motion --MLPBNHead--> va [64 -> 128]" in summary and "term motion_audio@va: NCELoss(motion, audio) in va, weight 0.5" in summary
-    metrics = (next(tmp_path.rglob("metrics.csv"))).read_text().splitlines()[0]
-    assert "val/motion_to_audio@va/R@1" in metrics and "train/motion_audio@va" in metrics
+    tags = logged_scalars(tmp_path)
+    assert "val/motion_to_audio@va/R@1" in tags and "train/motion_audio@va" in tags
 
 
 @pytest.mark.slow
@@ -103,5 +152,4 @@ def test_ddp_two_cpu_processes_fit_the_toy_config(toy_root: Path, tmp_path: Path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "`Trainer.fit` stopped: `max_steps=4` reached" in proc.stderr + proc.stdout
     assert "torch has no CPU SyncBatchNorm" in proc.stderr + proc.stdout
-    metrics = next(tmp_path.rglob("metrics.csv")).read_text()
-    assert "val/text_to_video@vat/R@1" in metrics
+    assert "val/text_to_video@vat/R@1" in logged_scalars(tmp_path)

@@ -54,17 +54,17 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return Path(root), ckpt
 
 
-def _run(config: str, ckpt: Path, root: Path, out: Path, *extra: str) -> dict[str, float]:
-    return run_benchmark(BENCH / config, str(ckpt), out, [f"--data.init_args.root={root}", *extra])
+def _run(configs: list[str], ckpt: Path, root: Path, out: Path, *extra: str) -> dict[str, float]:
+    return run_benchmark([BENCH / c for c in configs], str(ckpt), out, [f"--data.init_args.root={root}", *extra])
 
 
 def test_pretrained_checkpoint_beats_random_weights_on_probe_and_retrieval(pretrained: tuple[Path, Path], tmp_path: Path) -> None:
     root, ckpt = pretrained
     results = {}
     for init in ("pretrained", "random"):
-        probe = _run("toy_linear_lowshot.yaml", ckpt, root, tmp_path / init / "probe", f"--model.init_args.init={init}",
+        probe = _run(["toy_linear.yaml", "toy_linear_lowshot.yaml"], ckpt, root, tmp_path / init / "probe", f"--model.init_args.init={init}",
                      f"--model.init_args.cache_dir={tmp_path / 'cache'}")
-        retrieval = _run("toy_retrieval.yaml", ckpt, root, tmp_path / init / "retrieval", f"--model.init_args.init={init}")
+        retrieval = _run(["toy_retrieval.yaml"], ckpt, root, tmp_path / init / "retrieval", f"--model.init_args.init={init}")
         results[init] = {"probe": probe["test/top1"], **{k.split("/")[-1]: v for k, v in retrieval.items() if "/text_to_video/" in k}}
     print(results)
     ours, base = results["pretrained"], results["random"]
@@ -77,7 +77,7 @@ def test_pretrained_checkpoint_beats_random_weights_on_probe_and_retrieval(pretr
 
 def test_features_are_cached_and_reused_across_classifier_settings(pretrained: tuple[Path, Path], tmp_path: Path) -> None:
     root, ckpt = pretrained
-    common = ["--config", str(BENCH / "toy_linear_lowshot.yaml"), f"--model.init_args.checkpoint={ckpt}", f"--data.init_args.root={root}",
+    common = ["--config", str(BENCH / "toy_linear.yaml"), "--config", str(BENCH / "toy_linear_lowshot.yaml"), f"--model.init_args.checkpoint={ckpt}", f"--data.init_args.root={root}",
               f"--model.init_args.cache_dir={tmp_path / 'cache'}"]
     first = run_cli(["fit", *common, f"--trainer.default_root_dir={tmp_path / 'a'}"])
     assert first.model.extractor.sources == {"train": "extracted"}
@@ -136,9 +136,11 @@ def test_benchmark_suite_writes_the_table_and_matches_each_benchmark_run_alone(
     FeatureCache.clear_memory()
     monkeypatch.setenv("VERSANET_FEATURE_CACHE", str(cache))
     for entry in suite["benchmarks"]:
-        args = ["--config", entry["config"], f"--model.init_args.checkpoint={ckpt}", f"--data.init_args.root={root}", *short, *entry["overrides"]]
+        configs = [a for c in entry["config"] for a in ("--config", c)]
+        args = [*configs, f"--model.init_args.checkpoint={ckpt}", f"--data.init_args.root={root}", *short, *entry["overrides"]]
         folder = tmp_path / "alone" / entry["key"]
-        if yaml.safe_load(Path(entry["config"]).read_text())["model"]["class_path"] not in ZERO_SHOT:
+        model_class = next(m["class_path"] for c in entry["config"] if (m := yaml.safe_load(Path(c).read_text()).get("model", {})).get("class_path"))
+        if model_class not in ZERO_SHOT:
             fitted = run_cli(["fit", *args, f"--trainer.default_root_dir={folder / 'fit'}"])
             args.append(f"--ckpt_path={fitted.trainer.checkpoint_callback.best_model_path}")
         tested = run_cli(["test", *args, f"--trainer.default_root_dir={folder / 'test'}"])
@@ -178,22 +180,26 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return roots
 
 
-def _paper_config(name: str, root: Path, tokenizer: Path, out: Path, data: dict | None = None, model: dict | None = None) -> Path:
-    cfg = yaml.safe_load((BENCH / f"{name}.yaml").read_text())
-    cfg["trainer"].update({"max_epochs": 1, "enable_progress_bar": False, "log_every_n_steps": 1})
-    args = cfg["data"]["init_args"]
-    args.update({"root": str(root), "num_workers": 0, "batch_size": 4})
-    for key, value in {"num_frames": 4, "fps": 5.0, "short_side": None, "eval_clips": 2, "audio_rate": 16000}.items():
-        if key in args:
-            args[key] = value
+def _paper_config(key: str, root: Path, tokenizer: Path, out: Path, data: dict | None = None, model: dict | None = None) -> list[str]:
+    """The mmv suite's configs for ``key`` plus an overlay that shrinks them (a later config overrides earlier ones)."""
+    from test_downstream_configs import resolved
+
+    entry = next(e for e in load_suite(BENCH / "suites" / "mmv.yaml")["benchmarks"] if e["key"] == key)
+    zero_shot = any(k in key for k in ("zeroshot", "crosstask"))
+    full = resolved(entry["config"], "test" if zero_shot else "fit")["data"]["init_args"]
+    args = {"root": str(root), "num_workers": 0, "batch_size": 4}
+    for name, value in {"num_frames": 4, "fps": 5.0, "short_side": None, "eval_clips": 2, "audio_rate": 16000}.items():
+        if name in full:
+            args[name] = value
     text = {"class_path": "TokenizeText", "init_args": {"num_candidates": 1, "max_tokens": 16, "vocab_size": 256, "model_type": "word", "model_path": str(tokenizer)}}
-    args["transforms"] = {m: (text if m == "text" else SMALL_TRANSFORMS[m]) for m in args["transforms"]}
+    args["transforms"] = {m: (text if m == "text" else SMALL_TRANSFORMS[m]) for m in full["transforms"]}
     args.update(data or {})
-    cfg["model"]["init_args"].update(model or {})
-    path = out / f"{name}.yaml"
+    overlay = {"trainer": {"max_epochs": 1, "enable_progress_bar": False, "log_every_n_steps": 1}, "data": {"init_args": args},
+               "model": {"init_args": model or {}}}
+    path = out / f"{key}_small.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    path.write_text(yaml.safe_dump(overlay))
+    return [*entry["config"], str(path)]
 
 
 def test_paper_configs_run_on_the_released_layouts(pretrained: tuple[Path, Path], corpora: dict[str, Path], tmp_path: Path) -> None:
@@ -202,9 +208,9 @@ def test_paper_configs_run_on_the_released_layouts(pretrained: tuple[Path, Path]
     assert tokenizer.is_file()
     frozen = {"cache_dir": str(tmp_path / "cache"), "weight_decays": [1.0e-2], "train_views": 1}
 
-    def run(name: str, corpus: str, data: dict | None = None, model: dict | None = None, tag: str = "") -> dict[str, float]:
-        config = _paper_config(name, corpora[corpus], tokenizer, tmp_path / (name + tag), data, model)
-        return run_benchmark(config, str(ckpt), tmp_path / (name + tag) / "run")
+    def run(key: str, corpus: str, data: dict | None = None, model: dict | None = None, tag: str = "") -> dict[str, float]:
+        configs = _paper_config(key, corpora[corpus], tokenizer, tmp_path / (key + tag), data, model)
+        return run_benchmark(configs, str(ckpt), tmp_path / (key + tag) / "run")
 
     ucf = run("ucf101_linear", "ucf", model={**frozen, "weight_decays": [1.0e-3, 1.0e-1], "train_views": 2, "holdout_fraction": 0.2})
     assert 0.0 <= ucf["test/top1"] <= 1.0 and "test/top5" not in ucf  # 3 classes: no top-5
@@ -215,7 +221,7 @@ def test_paper_configs_run_on_the_released_layouts(pretrained: tuple[Path, Path]
     audioset = run("audioset_mlp", "audioset", model={**frozen, "hidden_dim": 8, "batch_size": 2})
     assert 0.0 <= audioset["test/mAP"] <= 1.0
     for method in ("naive", "inflate"):
-        voc = run("voc_linear", "voc", model={**frozen, "method": method, "num_frames": 4}, tag=method)
+        voc = run("voc_linear_naive", "voc", model={**frozen, "method": method, "num_frames": 4}, tag=method)
         assert {"test/mAP", "test/mAP_voc11", "test/mAP_voc_area"} <= set(voc)
     # three copies of one video: every caption ties with its own video, which counts for the query -> rank 1
     msrvtt = run("msrvtt_zeroshot_va", "msrvtt")
