@@ -86,16 +86,33 @@ def test_list_prints_every_kind_with_descriptions(capsys: pytest.CaptureFixture)
     assert "MotionCNN" in out and "plugins: motion (versanet_motion)" in out
 
 
-@pytest.mark.parametrize(("name", "graph", "dims"), [("fac", "versanet.FAC", "va_dim: 128"), ("shared", "versanet.Shared", "dim: 128"), ("disjoint", "versanet.Disjoint", "vt_dim: 64")])
-def test_print_config_resolves_everything(name: str, graph: str, dims: str, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as exit_info:
+def build(*args: str):  # noqa: ANN201 - VersanetCLI
+    """What `versanet fit ARGS` would train, built but not run: the CLI with its model, data module and trainer."""
+    from lightning.pytorch import LightningDataModule, LightningModule
+
+    from versanet.cli import VersanetCLI
+
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return VersanetCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=list(args), run=False)
+    finally:
+        sys.argv = argv
+
+
+@pytest.mark.parametrize(("name", "spaces"), [("fac", {"va": 128, "vat": 64}), ("shared", {"vat": 128}), ("disjoint", {"va": 128, "vt": 64})])
+def test_quickstart_configs_build_what_they_state(name: str, spaces: dict[str, int], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # --print_config resolves every default without building anything
         main(["fit", "--config", str(QUICKSTART / f"{name}.yaml"), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    out = capsys.readouterr().out
-    assert f"class_path: {graph}" in out and dims in out
-    assert "class_path: versanet.encoders.small.SmallVideoCNN" in out
-    assert "temperature" not in out or "0.07" in out
-    assert "warmup_steps: 40" in out and "max_epochs: 12" in out
+    assert exit_info.value.code in (0, None) and "class_path: versanet.encoders.small.SmallVideoCNN" in capsys.readouterr().out
+    cli = build("--config", str(QUICKSTART / f"{name}.yaml"))
+    model = cli.model
+    assert model.graph.name == name and model.graph.spaces == spaces
+    for edge in model.graph.edges:  # each head maps its source's width to its space's
+        source = model.encoders[edge.source].out_dim if "@" not in edge.source else spaces[edge.source.split("@")[1]]
+        out = model.heads[edge.key](torch.randn(4, source)).shape
+        assert out == (4, spaces[edge.space]), edge.key
+    assert {t.name: float(t.loss.temperature) for t in model.graph.terms} == pytest.approx({t.name: 0.07 for t in model.graph.terms})
+    assert cli.trainer.max_epochs == 12 and model.hparams.warmup_steps == 40 and cli.datamodule.transforms["video"].crop == 56
 
 
 def test_unknown_class_path_fails_before_training_with_close_matches(tmp_path: Path) -> None:

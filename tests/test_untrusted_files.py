@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from versanet.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from versanet.checkpoint import CheckpointError, load_pretrained
 from versanet.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,21 +47,9 @@ def crafted(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small, honest pretraining checkpoint (save_pretrained), for commands that need one beside the crafted file."""
-    from versanet.encoders.small import EmbeddingTextEncoder, SmallAudioCNN, SmallVideoCNN
-    from versanet.graph import FAC
-    from versanet.models import PretrainModule
+    from test_downstream_training import write_small_checkpoint
 
-    config = {
-        "encoders": {
-            "video": {"class_path": "SmallVideoCNN", "init_args": {"widths": [4, 8], "out_dim": 16}},
-            "audio": {"class_path": "SmallAudioCNN", "init_args": {"widths": [4, 8], "out_dim": 16}},
-            "text": {"class_path": "EmbeddingTextEncoder", "init_args": {"vocab_size": 256, "embed_dim": 8, "out_dim": 16}},
-        },
-        "graph": {"class_path": "FAC", "init_args": {"va_dim": 16, "vat_dim": 8}},
-    }
-    model = PretrainModule({"video": SmallVideoCNN(widths=(4, 8), out_dim=16), "audio": SmallAudioCNN(widths=(4, 8), out_dim=16),
-                            "text": EmbeddingTextEncoder(vocab_size=256, embed_dim=8, out_dim=16)}, FAC(va_dim=16, vat_dim=8))
-    return save_pretrained(tmp_path_factory.mktemp("good") / "pretrain.ckpt", config, model.state_dict())
+    return write_small_checkpoint(tmp_path_factory.mktemp("good") / "pretrain.ckpt")
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,7 @@ from versanet.registry import register
 if TYPE_CHECKING:
     from versanet.data.transforms import LogMelTransform
 
-# MMV's dmvr audio preset, as LogMelTransform arguments (SPEC section 3).
+# MMV's dmvr audio preset, as LogMelTransform arguments (docs/method.md, "Backbones").
 DMVR_LOGMEL: dict[str, Any] = {
     "sample_rate": 48000,
     "n_fft": 2048,
