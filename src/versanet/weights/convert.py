@@ -11,6 +11,7 @@ writes a self-contained checkpoint with :func:`versanet.checkpoint.save_pretrain
 
 from __future__ import annotations
 
+import copy
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ def formats() -> dict[str, Converter]:
 
 
 def build_and_load(converted: Converted) -> Any:
-    """The ``PretrainModule`` that ``converted.model_config`` describes, with ``converted.state_dict`` loaded exactly."""
+    """The ``PretrainModule`` that ``converted.model_config`` describes, with ``converted.state_dict`` loaded exactly
+    (encoders and heads: every key, every shape; objective terms keep their initial state)."""
     from lightning.pytorch.cli import instantiate_module
 
     from versanet import registry
@@ -66,8 +68,10 @@ def build_and_load(converted: Converted) -> Any:
     from versanet.weights.layout import load_exact
 
     registry.load_builtin()
-    model = instantiate_module(PretrainModule, converted.model_config)
-    load_exact(model, converted.state_dict)
+    model = instantiate_module(PretrainModule, copy.deepcopy(converted.model_config))  # it rewrites its argument in place
+    # objective terms (a learnable temperature, queues) are not part of a published network: they keep their initial state
+    terms = {k: v for k, v in model.state_dict().items() if k.startswith("terms.") and k not in converted.state_dict}
+    load_exact(model, {**converted.state_dict, **terms})
     return model.eval()
 
 
@@ -98,7 +102,7 @@ def weights_list() -> None:
     print(f"formats: {', '.join(sorted(formats()))}")
 
 
-def weights_convert(src: str, out: str, from_: str, vocab: str | None = None) -> None:
+def weights_convert(src: str, out: str, from_: str | None = None, vocab: str | None = None) -> None:
     """Convert a published checkpoint into a self-contained versanet checkpoint.
 
     Args:
@@ -109,5 +113,7 @@ def weights_convert(src: str, out: str, from_: str, vocab: str | None = None) ->
         vocab: the word list: MIL-NCE's ``s3d_dict.npy`` (default: beside SRC); MMV: a text file, one word per line
             (default: the SavedModel's ``assets/*.txt``).
     """
+    if from_ is None:
+        raise SystemExit(f"versanet weights convert: give the source format with --from (one of {', '.join(sorted(formats()))})")
     path = convert(from_, src, out, **({"vocab": vocab} if vocab else {}))
     print(f"wrote {path} (from {from_} {src})")

@@ -80,6 +80,12 @@ class NamedParams:
         self.used.add(full)
         return torch.as_tensor(np.asarray(self.params[full], dtype=np.float32))
 
+    def shape(self, path: str, leaf: str) -> tuple[int, ...]:
+        """The shape of ``path/leaf`` (a :meth:`get` that does not count as using it)."""
+        shape = tuple(self.get(path, leaf).shape)
+        self.used.discard(self.find(path, leaf))  # type: ignore[arg-type]
+        return shape
+
     def has(self, path: str, leaf: str) -> bool:
         return self.find(path, leaf) is not None
 

@@ -55,16 +55,14 @@ def resnet_shape(params: NamedParams, stem: str, unit: str) -> dict:
         if not blocks:
             raise ConversionError(f"{params.source}: no blocks of {unit}_{i}")
         layers.append(max(blocks) + 1)
-        channels.append(int(params.get(f"{unit}_{i}/block_0/conv_2", "w").shape[-1]))
-    params.used.clear()
-    return {"layers": layers, "channels": channels, "stem_chs": int(params.get(stem, "w").shape[-1])}
+        channels.append(params.shape(f"{unit}_{i}/block_0/conv_2", "w")[-1])
+    return {"layers": layers, "channels": channels, "stem_chs": params.shape(stem, "w")[-1]}
 
 
 def video_encoder(params: NamedParams) -> tuple[str, dict]:
     """``(class_path, init_args)`` of the video network the parameters hold (S3D-G or TSM, sizes read off them)."""
     if params.has("Conv2d_1a_7x7/conv_3d", "w"):
-        width = int(params.get("Conv2d_1a_7x7/conv_3d", "w").shape[-1]) / 64
-        params.used.clear()
+        width = params.shape("Conv2d_1a_7x7/conv_3d", "w")[-1] / 64
         args = {"stem": "space_to_depth", "padding": "tf_same"} | ({} if width == 1 else {"width_multiplier": width})
         return "versanet.encoders.mmv.s3dg.S3DG", args
     shape = resnet_shape(params, "tsm_resnet_stem", "tsm_resnet_unit")
@@ -79,16 +77,17 @@ def mmv_model_config(params: NamedParams, vocab_size: int) -> dict:
     """``PretrainModule`` init args of the converted FAC model (network sizes read off the parameters)."""
     video_class, video_args = video_encoder(params)
     audio = resnet_shape(params, "res_net_v2/initial_conv", "block_group")
-    va = int(params.get("vid2audio_embd/final_projection", "w").shape[-1])
-    vat = int(params.get("vis_embd/final_projection", "w").shape[-1])
-    params.used.clear()
+    va, vat = params.shape("vid2audio_embd/final_projection", "w")[-1], params.shape("vis_embd/final_projection", "w")[-1]
     return {
         "encoders": {
             "video": {"class_path": video_class, "init_args": video_args},
             "audio": {"class_path": "versanet.encoders.mmv.audio_resnet.AudioResNet50", "init_args": {"padding": "tf_same"} | ({} if audio == RESNET50 else audio)},
             "text": {
                 "class_path": "versanet.encoders.mmv.word2vec_text.Word2VecTextEncoder",
-                "init_args": {"vocab_size": vocab_size, "embed_dim": 300, "out_dim": 2048, "pool_padding": True},
+                "init_args": {
+                    "vocab_size": vocab_size, "embed_dim": params.shape("text_module/embed", "embeddings")[-1],
+                    "out_dim": params.shape("text_module/text_conv1", "w")[-1], "pool_padding": True,
+                },
             },
         },
         "graph": {"class_path": "versanet.graph.FAC", "init_args": {"va_dim": va, "vat_dim": vat}},
