@@ -54,7 +54,7 @@ def linear_to_mel_weight_matrix(
     ``max(0, min((m_k - lo_j) / (c_j - lo_j), (hi_j - m_k) / (hi_j - c_j)))`` in band ``j``, with
     ``m_k`` its mel value and ``lo_j, c_j, hi_j`` three consecutive of ``num_mel_bins + 2`` edges spaced
     evenly in mel between the edge frequencies; row 0 (DC) is zero. Computed in float64 and rounded
-    once (TF computes in float32: the two agree to ~1e-7).
+    once (TF computes in float32: weights agree to 1.3e-5 at the default settings).
     """
     if not 0.0 <= lower_edge_hertz < upper_edge_hertz <= sample_rate / 2:
         raise ValueError(
