@@ -8,7 +8,8 @@ Shape legend: N clips, T mel frames, F mel bins, C channels, t/f feature-map siz
 weights). The front end is :class:`versanet.data.transforms.LogMelTransform`; :func:`dmvr_logmel`
 returns it with MMV's dmvr preset (48 kHz, n_fft = window 2048, hop 1024, 80 bins, 80-7600 Hz,
 ``log(mel + 1e-6)``). 3.2 s of 48 kHz audio (153,600 samples) gives ``[1, 151, 80]`` with torchaudio's
-centred frames (1 + 153600 // 1024; dmvr's ``tf.signal.stft(pad_end=True)`` gives 150).
+centred frames (1 + 153600 // 1024; dmvr's ``tf.signal.stft(pad_end=True)`` gives 150). Converted MMV
+checkpoints use :class:`versanet.data.dmvr_audio.DmvrLogMel`, dmvr's front end exactly (150 frames).
 """
 
 from __future__ import annotations
