@@ -9,6 +9,7 @@
     versanet data check CONFIG_OR_DIR                        # report unreadable/short/bad files before a run
     versanet data shard CONFIG_OR_DIR OUTPUT                 # WebDataset shards of the original bytes
     versanet benchmark --ckpt PATH --suite toy|mmv|FILE       # every benchmark of a suite -> results table
+    versanet weights list | convert --from FORMAT SRC OUT    # published checkpoints -> versanet checkpoints
 
 Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
@@ -236,6 +237,7 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
         from versanet.data.check import data_check
         from versanet.data.shards import data_shard
         from versanet.deflation import deflate_command
+        from versanet.weights.convert import weights_convert, weights_list
 
         # one entry per line: each verb is a function whose signature jsonargparse turns into the command line
         tools = {
@@ -245,8 +247,9 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
             "deflate": deflate_command,
             "data": {"check": data_check, "shard": data_shard},
             "benchmark": benchmark,
+            "weights": {"list": weights_list, "convert": weights_convert},
         }
-        CLI(tools, args=args)
+        CLI(tools, args=["--from_" if a == "--from" else a for a in args] if args[0] == "weights" else args)
         return None
     for path in _config_paths(args):
         try:
