@@ -116,6 +116,18 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     "versanet fit --config configs/deflation/recalibrate_toy.yaml --model.init_args.checkpoint PATH.ckpt":
         Run((*TINY_LOADER, "--data.init_args.batch_size=4", "--data.init_args.frames_per_video=2", "--trainer.max_steps=2"),
             writes="runs/deflation-toy/image_encoder.pt"),
+    # --- docs/weights.md (release-format files written by tests/test_weights.py's generator)
+    "versanet weights list": Run(expect="formats:"),
+    "versanet weights convert --from FORMAT SRC OUT.ckpt [--vocab FILE]": Elsewhere("a synopsis, not a command: the conversions below run"),
+    "versanet weights convert --from milnce_s3d s3d_howto100m.pth milnce_s3d.ckpt": Run(expect="wrote milnce_s3d.ckpt", writes="milnce_s3d.ckpt"),
+    "versanet weights convert --from mmv_tfhub mmv_s3d/ mmv_s3d.ckpt --vocab vocab.txt": Elsewhere(
+        "tests/test_weights.py::test_mmv_tfhub_saved_model_converts (a SavedModel needs TensorFlow to write)"),
+    "versanet weights convert --from mmv_haiku_npz mmv_s3d.npz mmv_s3d.ckpt --vocab vocab.txt": Elsewhere(
+        "tests/test_weights.py::test_mmv_haiku_npz_converts (S3D-G, TSM-50 and TSM-50x2 in Haiku's names)"),
+    "versanet test --config configs/data/msrvtt.yaml --config configs/benchmarks/zeroshot.yaml --model.init_args.checkpoint milnce_s3d.ckpt "
+    "--data.init_args.root data/msrvtt --data.init_args.transforms '{video: {class_path: VideoClipTransform, init_args: {crop: 224, resize: 224}}, "
+    "text: {class_path: VocabularyTokenize, init_args: {checkpoint: milnce_s3d.ckpt}}}'":
+        Run((*TINY_LOADER, "--data.init_args.num_frames=8", "--data.init_args.eval_clips=1"), expect="test/text_to_video/R@1"),
     # --- docs/plugins.md
     "versanet list --kind encoder": Run(expect="MotionCNN"),
     "versanet fit --config plugins/versanet-motion/configs/four_modalities.yaml": Run(TINY_FIT, writes="runs/four-modalities/lightning_logs/version_0/checkpoints"),
@@ -129,16 +141,31 @@ def documented_commands() -> dict[str, str]:
     for doc in DOCUMENTS:
         text = doc.read_text(encoding="utf-8")
         for block in re.finditer(r"^```(?:bash|sh|shell)[ \t]*\n(.*?)^```", text, re.S | re.M):
-            first_line = text[: block.start(1)].count("\n") + 1
-            for offset, line in enumerate(block.group(1).replace("\\\n", " \n").splitlines()):
-                for command in split_commands(line):
-                    found.setdefault(command, f"{doc.relative_to(REPO)}:{first_line + offset}")
+            line_no = text[: block.start(1)].count("\n") + 1
+            pending, start = "", line_no
+            for offset, line in enumerate(block.group(1).splitlines()):
+                if not pending:
+                    start = line_no + offset
+                pending += line[:-1] + " " if line.endswith("\\") else line + "\n"
+                if line.endswith("\\") or not _complete(pending):
+                    continue  # a continued line, or a quoted argument that spans lines
+                for command in split_commands(pending):
+                    found.setdefault(command, f"{doc.relative_to(REPO)}:{start}")
+                pending = ""
     return found
 
 
-def split_commands(line: str) -> list[str]:
+def _complete(text: str) -> bool:
+    try:
+        shlex.split(text, comments=True)
+    except ValueError:  # "No closing quotation"
+        return False
+    return True
+
+
+def split_commands(text: str) -> list[str]:
     """``a && b ; c  # note`` -> ``["a", "b", "c"]`` (comments dropped, quoting kept, whitespace collapsed)."""
-    lexer = shlex.shlex(line, posix=False, punctuation_chars=";&|")
+    lexer = shlex.shlex(text, posix=False, punctuation_chars=";&|")
     lexer.whitespace_split = True
     lexer.commenters = "#"
     commands, current = [], []
@@ -149,7 +176,7 @@ def split_commands(line: str) -> list[str]:
         else:
             current.append(token)
     commands.append(current)
-    return [" ".join(c) for c in commands if c]
+    return [" ".join(" ".join(c).split()) for c in commands if c]
 
 
 # ------------------------------------------------------------------------------------------- the sandbox
@@ -175,6 +202,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_esc50(root / "data" / "esc50")
     make_msrvtt(root / "data" / "msrvtt", media)
     shutil.copy(root / "data" / "toy" / "captions.csv", root / "captions.csv")
+    _milnce_release(root)
     # the shared step: the README's quickstart command itself, which writes the checkpoint the other commands read
     quickstart = "versanet fit --config configs/quickstart/fac.yaml"
     SHARED_OUTPUT[quickstart] = run_command(quickstart, COVERAGE[quickstart], root)
@@ -184,6 +212,17 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / placeholder).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(checkpoint, root / placeholder)
     return root
+
+
+def _milnce_release(root: Path) -> None:
+    """``s3d_howto100m.pth`` + ``s3d_dict.npy`` in MIL-NCE's release format (random weights), as docs/weights.md uses them."""
+    import numpy as np
+    import torch
+    from test_weights import _milnce_state
+
+    words = np.array(["a", "caption", "about", "video", "the", "cut"])
+    torch.save(_milnce_state(vocab=len(words) + 3), root / "s3d_howto100m.pth")
+    np.save(root / "s3d_dict.npy", words)
 
 
 def run_command(command: str, how: Run, cwd: Path) -> str:

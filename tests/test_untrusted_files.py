@@ -5,9 +5,10 @@ with ``weights_only=False`` the marker file would appear. ``test_the_payload_run
 shows it does, so every other test here would fail on a loader that unpickles.
 Entry points covered (every path a user can hand versanet): ``--model.init_args.checkpoint`` of each
 benchmark family and of ``DeflationRecalibration``, ``--model.init_args.image_encoder``,
-``versanet benchmark --ckpt`` and ``--overrides``, ``versanet deflate``, ``versanet fit/test
---ckpt_path``, the frozen-feature cache, word2vec subset caches, and a weights-only checkpoint whose
-config names a class from a module versanet has not imported.
+``versanet benchmark --ckpt`` and ``--overrides``, ``versanet deflate``, ``versanet weights convert``
+(a PyTorch release, a Haiku ``.npz``), ``versanet fit/test --ckpt_path``, the frozen-feature cache,
+word2vec subset caches, and a weights-only checkpoint whose config names a class from a module
+versanet has not imported.
 """
 
 from __future__ import annotations
@@ -104,6 +105,21 @@ def test_deflation_commands(crafted: tuple[Path, Path]) -> None:
 
     with pytest.raises(CheckpointError, match=f"image encoder file {evil} was refused"):
         load_image_encoder(evil)
+    assert not marker.exists()
+
+
+def test_weight_converters(crafted: tuple[Path, Path], tmp_path: Path) -> None:
+    import numpy as np
+
+    from versanet.weights.layout import ConversionError
+
+    evil, marker = crafted
+    refused(["weights", "convert", "--from", "milnce_s3d", str(evil), str(tmp_path / "out.ckpt")], evil, marker)
+    npz = tmp_path / "evil.npz"
+    np.savez(npz, **{"s3d/conv/w": np.array([Payload(marker)], dtype=object)})  # an object array is a pickle inside the npz
+    (tmp_path / "vocab.txt").write_text("a\nb\n")
+    with pytest.raises(ConversionError, match=f"{npz}: not a numpy .npz of plain arrays"):
+        main(["weights", "convert", "--from", "mmv_haiku_npz", str(npz), str(tmp_path / "out.ckpt"), "--vocab", str(tmp_path / "vocab.txt")])
     assert not marker.exists()
 
 
