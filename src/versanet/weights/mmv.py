@@ -178,6 +178,9 @@ def convert_mmv_haiku_npz(src: Path, vocab: str | None = None) -> Converted:
     """MMV's Haiku params and state flattened to ``.npz`` (keys ``module/path/param``) -> the converted FAC model."""
     if vocab is None:
         raise ConversionError("mmv_haiku_npz: give the text vocabulary with --vocab FILE")
-    with np.load(src, allow_pickle=False) as npz:
-        arrays: Mapping[str, np.ndarray] = {k: npz[k] for k in npz.files}
+    try:
+        with np.load(src, allow_pickle=False) as npz:
+            arrays: Mapping[str, np.ndarray] = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError) as err:  # e.g. an object array: refused, never unpickled
+        raise ConversionError(f"{src}: not a numpy .npz of plain arrays ({err}); versanet never unpickles files") from None
     return _convert(NamedParams(arrays, str(src)), Path(vocab))

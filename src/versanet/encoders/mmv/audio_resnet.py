@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from versanet.data.transforms import LogMelTransform
     from versanet.weights.layout import NamedParams
 
-# MMV's dmvr audio preset, as LogMelTransform arguments (SPEC section 3).
+# MMV's dmvr audio preset, as LogMelTransform arguments (docs/method.md, "Backbones").
 DMVR_LOGMEL: dict[str, Any] = {
     "sample_rate": 48000,
     "n_fft": 2048,
