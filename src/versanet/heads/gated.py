@@ -36,7 +36,7 @@ class ContextGating(nn.Module):
 class GatedEmbeddingUnit(Head):
     """``Linear(in, out)`` then context gating: ``[N, in_dim] -> [N, out_dim]``.
 
-    Parameters: ``(in + 1) * out + (out + 1) * out`` (62,939,136 for 4096 -> 6144).
+    Parameters: ``(in + 1) * out + (out + 1) * out`` (62,926,848 for 4096 -> 6144).
     """
 
     def __init__(self, in_dim: int, out_dim: int) -> None:
