@@ -9,6 +9,7 @@
     versanet data check CONFIG_OR_DIR                        # report unreadable/short/bad files before a run
     versanet data shard CONFIG_OR_DIR OUTPUT                 # WebDataset shards of the original bytes
     versanet benchmark --ckpt PATH --suite toy|mmv|FILE       # every benchmark of a suite -> results table
+    versanet features extract CONFIG DIR [--ckpt PATH]      # per-video features, MCN's release layout
 
 Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
@@ -187,6 +188,7 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
         from versanet.data.check import data_check
         from versanet.data.shards import data_shard
         from versanet.deflation import deflate_command
+        from versanet.features_extract import features_extract
 
         # one entry per line: each verb is a function whose signature jsonargparse turns into the command line
         tools = {
@@ -196,6 +198,7 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
             "deflate": deflate_command,
             "data": {"check": data_check, "shard": data_shard},
             "benchmark": benchmark,
+            "features": {"extract": features_extract},
         }
         CLI(tools, args=args)
         return None
