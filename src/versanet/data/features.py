@@ -18,8 +18,11 @@ captions until it spans ``min_time`` seconds (10), its words (the captions' text
 were joined), its video feature (per stream, the rows ``int(start * fps) .. int(end * fps)``
 max-pooled over time and L2-normalised, zeros when the window holds no row; the streams
 concatenated: 2 x 2048 = 4096) and its audio (the spectrogram frames ``floor((t * 16000 - 200) / 160)``
-from start to end, zero-padded or cut to ``audio_frames``, 1000). Evaluation samples are one clip
-per video: the middle caption, widened the same way.
+from start to end, zero-padded or cut to ``audio_frames``, 1000). Evaluation samples are, with
+``eval_samples: middle``, one clip per video (the middle caption, widened the same way), or, with
+``eval_samples: captions``, every caption as it is (a benchmark's segments, e.g. YouCook2's
+annotated steps or an MSR-VTT video with its test sentence, written as a caption file), its audio
+cut to ``eval_audio_frames`` (MCN: 5 x 1024 for YouCook2, 3 x 1024 for MSR-VTT).
 
 Tensors (N clips): ``video [N, D]``, ``audio [N, 41, audio_frames]`` (40 mel rows, then a 0/1 row
 marking the real frames, which :class:`~versanet.encoders.mcn.resdavenet.ResDAVEnet` pools over in
@@ -177,8 +180,12 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
     def __init__(
         self, videos: list[FeatureVideo], features_root: Path, audio_root: Path, text: ModalityTransform, streams: Mapping[str, float],
         train: bool, clips_per_video: int, min_time: float, audio_frames: int, name: str, root: Path,
-        max_bad_fraction: float = 0.05, seed: int = 0,
+        max_bad_fraction: float = 0.05, seed: int = 0, eval_samples: str = "middle",
     ) -> None:
+        self.eval_samples = eval_samples
+        # evaluation on every caption: one sample per (video, caption), else one per video
+        self.entries = [(v, i) for v, video in enumerate(videos) for i in range(len(video.captions))] if not train and eval_samples == "captions" \
+            else [(v, None) for v in range(len(videos))]
         self.videos, self.features_root, self.audio_root, self.text = videos, features_root, audio_root, text
         self.streams, self.train = dict(streams), train
         self.clips_per_video = clips_per_video if train else 1
@@ -188,7 +195,7 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
         self.init_failures()
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(self.entries)
 
     def _rng(self, index: int) -> np.random.Generator:
         if not self.train:
@@ -205,7 +212,8 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
         return out
 
     def load(self, index: int) -> dict[str, Any]:
-        video = self.videos[index]
+        video_index, caption = self.entries[index]
+        video = self.videos[video_index]
         files = self.files(video)
         feats = {s: torch.from_numpy(read_npz(files[s], "features", f"{s} video features")) for s in self.streams}
         spec = torch.from_numpy(read_npz(files["spec"], "arr_0", "audio spectrogram"))
@@ -214,9 +222,11 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
         caps = video.captions
         if self.train:
             picks = self._rng(index).choice(len(caps), self.clips_per_video, replace=True)
+            clips = [widen(caps, int(i), self.min_time) for i in picks]
+        elif caption is not None:
+            clips = [(caps[caption].start, caps[caption].end, [caps[caption].text])]
         else:
-            picks = np.array([len(caps) // 2])
-        clips = [widen(caps, int(i), self.min_time) for i in picks]
+            clips = [widen(caps, len(caps) // 2, self.min_time)]
         n = len(clips)
         sample: dict[str, Any] = {
             "video": torch.stack([torch.cat([pool_window(feats[s], a, b, fps) for s, fps in self.streams.items()]) for a, b, _ in clips]),
@@ -269,6 +279,9 @@ class FeatureClipDataModule(LightningDataModule):
         labels: optional ``labels.csv`` (``video_id,<columns>``) whose classes travel with each clip.
         streams: video feature streams and their rows per second, concatenated in this order.
         clips_per_video: clips drawn per training video (MCN's ``n_pair``, 32).
+        eval_samples: ``middle`` (one widened clip per validation video) or ``captions`` (every caption
+            of the validation videos as it is: benchmark segments).
+        eval_audio_frames: spectrogram frames of an evaluation clip (default ``audio_frames``).
         min_time: clips are widened to at least this many seconds (10).
         audio_frames: spectrogram frames per clip (1000 = 10 s).
         batch_size: videos per training batch (MCN: 128 x 32 clips = 4096 rows); val_batch_size in videos too.
@@ -289,6 +302,8 @@ class FeatureClipDataModule(LightningDataModule):
         clips_per_video: int = 32,
         min_time: float = 10.0,
         audio_frames: int = 1000,
+        eval_samples: str = "middle",
+        eval_audio_frames: int | None = None,
         batch_size: int = 128,
         val_batch_size: int | None = None,
         num_workers: int = 2,
@@ -304,6 +319,9 @@ class FeatureClipDataModule(LightningDataModule):
         self.videos_file, self.train_split, self.val_split, self.labels_file = videos, train_split, val_split, labels
         self.streams = dict(streams or DEFAULT_STREAMS)
         self.clips_per_video, self.min_time, self.audio_frames = clips_per_video, min_time, audio_frames
+        if eval_samples not in ("middle", "captions"):
+            raise ValueError(f"FeatureClipDataModule.eval_samples must be 'middle' or 'captions', not {eval_samples!r}")
+        self.eval_samples, self.eval_audio_frames = eval_samples, eval_audio_frames or audio_frames
         self.batch_size, self.val_batch_size, self.num_workers = batch_size, val_batch_size or batch_size, num_workers
         self.max_bad_fraction, self.seed = max_bad_fraction, seed
         self.label_classes: dict[str, list[str]] = {}
@@ -384,8 +402,10 @@ class FeatureClipDataModule(LightningDataModule):
                 raise ValueError(f"FeatureClipDataModule {split}: no video with captions under {self._path(self.features_dir)}")
             self._sets[split] = FeatureClipDataset(
                 videos, self._path(self.features_dir), self._path(self.audio_dir), self.transforms["text"], self.streams,
-                train=split == "train", clips_per_video=self.clips_per_video, min_time=self.min_time, audio_frames=self.audio_frames,
+                train=split == "train", clips_per_video=self.clips_per_video, min_time=self.min_time,
+                audio_frames=self.audio_frames if split == "train" else self.eval_audio_frames,
                 name=f"{type(self).__name__} {split}", root=self.root, max_bad_fraction=self.max_bad_fraction, seed=self.seed,
+                eval_samples=self.eval_samples,
             )
         return self._sets[split]
 
@@ -404,10 +424,12 @@ class FeatureClipDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("train"), self.batch_size, train=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_split is None:
+            return []  # no validation split: Lightning skips validation
         return self._loader(self.dataset("val"), self.val_batch_size, train=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | list:
         return self.val_dataloader()
 
 

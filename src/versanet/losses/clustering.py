@@ -12,7 +12,7 @@ Each training step (MCN's reference, ``train_tri_kmeans.py`` with ``--kmeans 1 -
    centroids (randomly initialised from the points the first time); at other steps each point is
    only assigned to its nearest centroid. Only the batch's labels are used;
 4. loss on the current batch with the centroids as constants: ``L = 1/M sum_m CE(x_m C^T - margin *
-   onehot(y), y)`` (``on: modalities``, the reference's default; ``on: fused`` is its ``--mean 1``),
+   onehot(y), y)`` (``loss_on: modalities``, the reference's default; ``loss_on: fused`` is its ``--mean 1``),
    raw dot products, margin 0.001;
 5. after the step, push the batch's fused embeddings into the FIFO queue (newest first). MCN keeps
    the first 16 of every video's 32 clips (``group_size: 32, queue_per_group: 16``); the queue
@@ -124,7 +124,7 @@ class ClusteringTerm(ObjectiveTerm):
         queue_size: rows of past fused embeddings kept (40,960 in MCN; 0: cluster the batch alone).
         refit_every: re-fit k-means every this many steps (20); assign only in between.
         margin: subtracted from the assigned centroid's logit (0.001).
-        on: ``modalities`` (the mean of each modality's loss, MCN's default) or ``fused`` (the fused embedding's).
+        loss_on: ``modalities`` (the mean of each modality's loss, MCN's default) or ``fused`` (the fused embedding's).
         group_size, queue_per_group: rows come in groups of ``group_size`` consecutive clips of one
             video; the first ``queue_per_group`` of each group enter the queue (MCN: 32 and 16).
         max_iter, tol: k-means stopping rule (100, 1e-4).
@@ -141,7 +141,7 @@ class ClusteringTerm(ObjectiveTerm):
         queue_size: int = 40960,
         refit_every: int = 20,
         margin: float = 0.001,
-        on: Literal["modalities", "fused"] = "modalities",
+        loss_on: Literal["modalities", "fused"] = "modalities",
         group_size: int = 1,
         queue_per_group: int = 1,
         max_iter: int = 100,
@@ -152,15 +152,15 @@ class ClusteringTerm(ObjectiveTerm):
         name: str | None = None,
     ) -> None:
         super().__init__(weight, name)
-        if on not in ("modalities", "fused"):
-            raise ValueError(f"ClusteringTerm.on must be 'modalities' or 'fused', not {on!r}")
+        if loss_on not in ("modalities", "fused"):
+            raise ValueError(f"ClusteringTerm.loss_on must be 'modalities' or 'fused', not {loss_on!r}")
         if not 1 <= queue_per_group <= group_size:
             raise ValueError(f"ClusteringTerm: queue_per_group ({queue_per_group}) must lie in [1, group_size={group_size}]")
         if num_clusters < 1 or refit_every < 1 or queue_size < 0:
             raise ValueError("ClusteringTerm: num_clusters and refit_every must be positive and queue_size non-negative")
         self.space, self.modalities = space, list(modalities)
         self.num_clusters, self.queue_size, self.refit_every = num_clusters, queue_size, refit_every
-        self.margin, self.on = float(margin), on
+        self.margin, self.loss_on = float(margin), loss_on
         self.group_size, self.queue_per_group = group_size, queue_per_group
         self.max_iter, self.tol, self.seed = max_iter, tol, seed
         self.checkpoint_queue = checkpoint_queue
@@ -245,7 +245,7 @@ class ClusteringTerm(ObjectiveTerm):
         b = fused.shape[0]
         labels = labels_all[rank() * b : (rank() + 1) * b]
         centroids = self.centroids.to(fused.dtype)
-        if self.on == "fused":
+        if self.loss_on == "fused":
             return centroid_loss(fused, centroids, labels, self.margin)
         return sum(centroid_loss(x, centroids, labels, self.margin) for x in xs) / len(xs)
 
