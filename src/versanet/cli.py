@@ -10,6 +10,7 @@
     versanet data shard CONFIG_OR_DIR OUTPUT                 # WebDataset shards of the original bytes
     versanet benchmark --ckpt PATH --suite toy|mmv|FILE       # every benchmark of a suite -> results table
     versanet weights list | convert --from FORMAT SRC OUT    # published checkpoints -> versanet checkpoints
+    versanet features extract CONFIG DIR [--ckpt PATH]      # per-video features, MCN's release layout
 
 Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
@@ -238,6 +239,7 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
         from versanet.data.shards import data_shard
         from versanet.deflation import deflate_command
         from versanet.weights.convert import weights_convert, weights_list
+        from versanet.features_extract import features_extract
 
         # one entry per line: each verb is a function whose signature jsonargparse turns into the command line
         tools = {
@@ -248,6 +250,7 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
             "data": {"check": data_check, "shard": data_shard},
             "benchmark": benchmark,
             "weights": {"list": weights_list, "convert": weights_convert},
+            "features": {"extract": features_extract},
         }
         CLI(tools, args=["--from_" if a == "--from" else a for a in args] if args[0] == "weights" else args)
         return None
