@@ -6,7 +6,6 @@ statistics are per process by design), so loss and every parameter gradient must
 
 from __future__ import annotations
 
-import socket
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from distributed_helpers import free_port
 from versanet.losses import NCELoss
 
 B, D_IN, D, K = 4, 6, 5, 3
@@ -62,16 +62,10 @@ def _worker(rank: int, port: int, queue) -> None:
             p.grad /= 2
         reported = loss.detach().clone()
         dist.all_reduce(reported)
-        if rank == 0:
-            queue.put((reported.item() / 2, {n: p.grad.clone() for n, p in model.named_parameters()}))
+        if rank == 0:  # numpy arrays travel by value (tensors would be shared memory that dies with this process)
+            queue.put((reported.item() / 2, {n: p.grad.numpy().copy() for n, p in model.named_parameters()}))
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_equal_one_process_global_batch() -> None:
@@ -82,7 +76,7 @@ def test_two_processes_equal_one_process_global_batch() -> None:
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_worker, args=(r, port, queue)) for r in range(2)]
     for p in procs:
         p.start()
@@ -93,5 +87,6 @@ def test_two_processes_equal_one_process_global_batch() -> None:
     assert reported == pytest.approx(loss.item(), abs=1e-5)
     assert set(grads) == set(expected)
     for name, grad in grads.items():
+        grad = torch.from_numpy(grad)
         torch.testing.assert_close(grad, expected[name], atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
         assert grad.abs().sum() > 0, name

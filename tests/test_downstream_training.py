@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from distributed_helpers import free_port
 from versanet.checkpoint import save_pretrained
 from versanet.downstream import FineTuneModule
 from versanet.eval.classification import ClassificationScores
@@ -205,8 +206,6 @@ def _metric_worker(rank: int, port: int, queue) -> None:  # noqa: ANN001
 
 
 def test_metrics_merge_the_states_of_every_process_and_count_each_sample_once() -> None:
-    import socket
-
     import torch.multiprocessing as mp
 
     scores, labels, index = _metric_data()
@@ -224,9 +223,7 @@ def test_metrics_merge_the_states_of_every_process_and_count_each_sample_once() 
     assert recall.compute() == {"recall": pytest.approx((6 / 9 + 1 / 6) / 2), "num_tasks": 2.0,
                                 "recall/task a": pytest.approx(6 / 9), "recall/task b": pytest.approx(1 / 6)}
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_metric_worker, args=(rank, port, queue)) for rank in range(2)]

@@ -7,7 +7,6 @@ ranks' losses must equal its loss, and the averaged gradients its gradients.
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from distributed_helpers import free_port
 from versanet.losses import MaskedMarginSoftmax
 from versanet.losses.clustering import ClusteringTerm
 from versanet.objective import TermInputs
@@ -75,12 +75,6 @@ def _worker(rank: int, port: int, queue) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow  # two spawned processes: ~50 s on 2 busy cores, mostly imports
 def test_clustering_term_on_two_processes_equals_one_process_global_batch() -> None:
     single = Towers()
@@ -89,7 +83,7 @@ def test_clustering_term_on_two_processes_equals_one_process_global_batch() -> N
 
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_worker, args=(r, port, queue)) for r in range(2)]
     for p in procs:
         p.start()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from distributed_helpers import free_port
 from versanet.data.captioned_video import CaptionedVideoDataModule
 from versanet.data.shards import ShardDataset, ShardLoader, data_shard, read_shard_keys, write_shards
 from versanet.data.transforms import LogMelTransform, TokenizeText, VideoClipTransform
@@ -108,9 +108,7 @@ def _rank_main(rank: int, world: int, port: int, shards: list[str], root: str, o
 
 def test_two_ranks_with_two_workers_read_disjoint_shards(sharded: tuple, toy_root: Path, tmp_path: Path) -> None:
     _, shards, _ = sharded
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # forked ranks (no re-import: spawn costs seconds per process on a loaded machine), gloo process group
     mp.start_processes(_rank_main, args=(2, port, shards, str(toy_root), str(tmp_path)), nprocs=2, join=True, start_method="fork")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text())["indices"] for r in range(2)]

@@ -1,0 +1,12 @@
+"""Helpers for the tests that start several processes (gloo process groups on this machine)."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now, for ``init_method=tcp://127.0.0.1:<port>``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
