@@ -199,8 +199,8 @@ def test_crosstask_per_second_clips_and_step_annotation(corpora: dict[str, Path]
     assert batch["video"].shape == (1, 3, 3, 4, 16, 16)  # 3 s -> 3 per-second clips
     assert frame_times(batch["video"][0, 1]) == pytest.approx([1.1, 1.3, 1.5, 1.7])  # centred on 1.5 s
     assert batch["steps"] == [["pour water", "pour jello powder", "stir mixture"]] and batch["task"] == ["23521"]
-    # step 1 covers 0.2-1.1 s (second 0's centre 0.5), step 3 covers 2.0-2.9 s (second 2's centre 2.5)
-    assert batch["annotation"][0].tolist() == [[True, False, False], [False, False, False], [False, False, True]]
+    # CrossTask's ground truth, seconds floor(start) .. ceil(end) - 1: step 1 (0.2-1.1 s) seconds 0-1, step 3 (2.0-2.9 s) second 2
+    assert batch["annotation"][0].tolist() == [[True, False, False], [True, False, False], [False, False, True]]
 
 
 def test_caption_selection_in_a_video_folder(corpora: dict[str, Path], tmp_path: Path) -> None:

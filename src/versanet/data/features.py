@@ -140,6 +140,29 @@ def audio_window(spec: Tensor, start: float, end: float, frames: int) -> Tensor:
     return out
 
 
+def per_second_rows(features: Tensor, seconds: int) -> Tensor:
+    """A stream ``[T, d]`` -> one row per second ``[seconds, d]``: adaptive max pooling over time, each row L2-normalised.
+
+    MCN's CrossTask input (``cvpr19_dataloader.py``: ``adaptive_max_pool1d`` to the video's seconds,
+    then ``F.normalize``); bin ``i`` covers rows ``floor(i T / S) .. ceil((i + 1) T / S) - 1``.
+    """
+    pooled = F.adaptive_max_pool1d(features.T.unsqueeze(0), seconds)[0].T
+    return F.normalize(pooled, dim=1)
+
+
+def context_window(second: int, seconds: int, half: int) -> tuple[int, int]:
+    """MCN's audio window of second ``second`` of a ``seconds``-long video: ``[s - half, s + half]``, moved inside the video at its ends.
+
+    As ``cvpr19_dataloader.py``: ``(0, 2 half)`` for ``s < half``, ``(S - 2 half, S)`` for ``s > S - half``;
+    a start below 0 (a video shorter than ``2 half``) is clamped by :func:`audio_window`.
+    """
+    if second < half:
+        return 0, 2 * half
+    if second > seconds - half:
+        return seconds - 2 * half, seconds
+    return second - half, second + half
+
+
 def widen(captions: list[Caption], index: int, min_time: float) -> tuple[float, float, list[str]]:
     """MCN's clip: caption ``index`` joined with its nearest neighbours until it spans ``min_time`` -> (start, end, texts in joining order)."""
     start = end = index

@@ -1,12 +1,18 @@
 """CrossTask step localisation (MCN's zero-shot protocol), ``versanet test`` only.
 
-Per video (batch size 1): ``video [S, *input]`` (one clip per second), the task's ordered step
-texts ``steps``, ``annotation`` bool ``[S, K]`` and ``task``. Each second's clip and each step's
-text are embedded in the joint space the graph defines for video and text (``S_vat`` for FAC),
-L2-normalised, and their dot products are the per-second scores ``[S, K]``. Steps are placed by
-the order-constrained dynamic programme of :mod:`versanet.eval.crosstask`; recall is computed per
-task and averaged (``test/recall``; ``test/recall/<task>`` per task) over the videos of every process
-(:class:`~versanet.eval.crosstask.StepRecall` is a torchmetrics ``Metric``).
+Per video (batch size 1): ``video [S, *input]`` (one clip, or one pre-extracted feature row, per
+second), other gallery modalities likewise (``audio [S, *input]`` for MCN), the task's ordered step
+texts ``steps``, ``annotation`` bool ``[S, K]`` (CrossTask's ``floor(start) .. ceil(end)`` seconds)
+and ``task``. Each second and each step's text are embedded in the joint space the graph defines
+for them (``S_vat`` for FAC's video and text, MCN's one space) and scored by ``fusion``
+(:func:`~versanet.eval.retrieval.fused_similarity`): with one gallery modality and ``mean_cosine``,
+the cosine similarity; MCN's ``sum_dot`` scores ``text @ (video + audio)^T`` on raw embeddings, as
+its retrieval does. Steps are placed by the order-constrained dynamic programme of
+:mod:`versanet.eval.crosstask`; recall is computed per task and averaged (``test/recall``;
+``test/recall/<task>`` per task) over the videos of every process
+(:class:`~versanet.eval.crosstask.StepRecall` is a torchmetrics ``Metric``), summed over a task's
+videos as CrossTask's evaluation does (``recall: task``) or averaged per video as MCN's does
+(``recall: video``).
 
 The steps' token ids are the batch's ``text`` ``[1, K, L]`` when the data module tokenises them (it
 holds the text transform the encoder was pretrained with), else the step texts are tokenised here
@@ -17,13 +23,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from typing import Literal
+
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from versanet.downstream.common import Init, embed, load_pretrained, shared_space
 from versanet.eval.crosstask import StepRecall, assignment_matrix, order_constrained_assignment
+from versanet.eval.retrieval import Fusion, fused_similarity
 
 
 def _unwrap(value: Any) -> Any:
@@ -43,23 +51,33 @@ class StepLocalisationModule(LightningModule):
     Args:
         checkpoint: pretraining checkpoint (``versanet fit``).
         init: ``pretrained`` or ``random`` (a baseline).
-        space: joint space of the video-text comparison (default: the graph's).
+        space: joint space of the comparison (default: the graph's, per gallery modality).
         strict_order: steps on strictly increasing seconds (falls back to non-decreasing when a
             video has fewer seconds than steps).
         clip_chunk: clips encoded at once (memory bound for long videos).
+        gallery: the modalities each second is scored by (``[video]``; MCN: ``[video, audio]``).
+        fusion: ``mean_cosine`` or ``sum_dot`` (MCN); None: the pretraining graph's declared
+            retrieval of the text against the same gallery, else ``mean_cosine``.
+        recall: ``task`` (CrossTask's official recall) or ``video`` (MCN's per-video mean), see
+            :mod:`versanet.eval.crosstask`.
     """
 
     zero_shot = True
 
     def __init__(self, checkpoint: str, init: Init = "pretrained", init_seed: int = 0, space: str | None = None,
-                 strict_order: bool = True, clip_chunk: int = 64, video_modality: str = "video", text_modality: str = "text") -> None:
+                 strict_order: bool = True, clip_chunk: int = 64, video_modality: str = "video", text_modality: str = "text",
+                 gallery: list[str] | None = None, fusion: Fusion | None = None, recall: Literal["task", "video"] = "task") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = load_pretrained(checkpoint, init, init_seed)
         for p in self.model.parameters():
             p.requires_grad_(False)
-        self.space = space or shared_space(self.model.graph, video_modality, text_modality)
-        self.recall = StepRecall()
+        graph = self.model.graph
+        self.gallery = list(gallery or [video_modality])
+        self.spaces = {m: space or shared_space(graph, m, text_modality) for m in self.gallery}
+        declared = [r.fusion for r in graph.retrieval if r.query == text_modality and sorted(r.gallery) == sorted(self.gallery)]
+        self.fusion: Fusion = fusion or (declared[0] if declared else "mean_cosine")
+        self.recall = StepRecall(recall)
 
     def on_test_start(self) -> None:
         self.model.eval()
@@ -75,23 +93,26 @@ class StepLocalisationModule(LightningModule):
         return transform.encode(steps)
 
     @torch.no_grad()
-    def scores(self, video: Tensor, tokens: Tensor) -> Tensor:
-        """``video [S, *input]``, step tokens ``[K, L]`` -> cosine scores ``[S, K]``."""
-        vm, tm = self.hparams.video_modality, self.hparams.text_modality
-        feats = torch.cat([self.model.encoders[vm](part) for part in video.split(self.hparams.clip_chunk)])
-        v = F.normalize(embed(self.model, vm, feats, self.space).float(), dim=-1)
-        t = F.normalize(embed(self.model, tm, self.model.encoders[tm](tokens), self.space).float(), dim=-1)
-        return v @ t.T
+    def scores(self, seconds: dict[str, Tensor], tokens: Tensor) -> Tensor:
+        """Per gallery modality ``[S, *input]``, step tokens ``[K, L]`` -> scores ``[S, K]`` (``fusion`` of the modalities)."""
+        tm = self.hparams.text_modality
+        text = self.model.encoders[tm](tokens)
+        query, gallery = {}, {}
+        for m, x in seconds.items():
+            feats = torch.cat([self.model.encoders[m](part) for part in x.split(self.hparams.clip_chunk)])
+            gallery[m] = embed(self.model, m, feats, self.spaces[m]).float()
+            query[m] = embed(self.model, tm, text, self.spaces[m]).float()
+        return fused_similarity(query, gallery, fusion=self.fusion).T
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        video = _unwrap(batch[self.hparams.video_modality])
+        seconds = {m: _unwrap(batch[m]).to(self.device) for m in self.gallery}
         steps = list(_unwrap(batch["steps"]))
         annotation = _unwrap(batch["annotation"]).bool()
         task = _unwrap(batch["task"])
         task = str(task.item() if isinstance(task, Tensor) else task)
         given = batch.get(self.hparams.text_modality)
         tokens = _unwrap(given) if isinstance(given, Tensor) else self.tokenize(steps)
-        scores = self.scores(video, tokens.to(self.device))
+        scores = self.scores(seconds, tokens.to(self.device))
         chosen = order_constrained_assignment(scores, self.hparams.strict_order)
         index = batch.get("index")
         index = int(_unwrap(index)) if index is not None else None

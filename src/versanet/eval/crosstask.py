@@ -1,31 +1,58 @@
-"""CrossTask step localisation (Zhukov et al. 2019; MCN's zero-shot protocol): order-constrained assignment and recall.
+"""CrossTask step localisation (Zhukov et al. 2019; MCN's zero-shot protocol): ground truth, order-constrained assignment, recall.
 
-Each video has per-second scores ``O [S, K]`` (similarity of second ``t`` with the text of step ``k``)
-and the task's K steps in their canonical order. Each step is placed at exactly one second, the
-seconds strictly increasing with the step order, maximising the total score:
+Follows CrossTask's official evaluation (``DmZhukov/CrossTask``: ``data.read_assignment``,
+``dp.dp(exactly_one=True)``, ``train.get_recalls``).
+
+Ground truth (:func:`step_annotation`): a video of ``S`` seconds (one score row per second) and a
+task of ``K`` steps give ``Y [S, K]``; an annotated segment ``(step, start, end)`` (step 1-based,
+times in seconds) marks the seconds ``floor(start) .. ceil(end) - 1`` of that step, cut at ``S``.
+
+Prediction: each video has per-second scores ``O [S, K]`` (similarity of second ``t`` with the text
+of step ``k``). Each step is placed at exactly one second, the seconds strictly increasing with the
+step order, maximising the total score:
 
     maximise sum_k O[t_k, k]  subject to  t_1 < t_2 < ... < t_K
 
 Dynamic programming, ``D[k, t] = O[t, k] + max_{t' < t} D[k-1, t']``, ``O(S K)`` with a running
-maximum, then backtracking. When a video is shorter than its step list (``S < K``) strict order is
-impossible; the assignment then only keeps the order (``t_1 <= t_2 <= ...``), several steps may share
-a second (``strict=False`` asks for that always).
+maximum, then backtracking: the same optimum as CrossTask's ``dp`` on the cost ``-O``. When a video
+is shorter than its step list (``S < K``) strict order is impossible (the official ``dp`` has no
+solution there); the assignment then only keeps the order (``t_1 <= t_2 <= ...``), several steps
+may share a second (``strict=False`` asks for that always).
 
-Recall (CrossTask's ``get_recalls``): per task, over its videos, the number of steps whose chosen
-second lies inside one of that step's annotated intervals, divided by the number of steps that are
-annotated in the video at all (a step absent from the video counts neither way). The benchmark
-number is the mean over tasks.
+Recall (:class:`StepRecall`), per task, then the mean over tasks:
+
+- ``average: task`` (CrossTask's ``get_recalls``, the default): the steps whose chosen second lies
+  in one of their annotated seconds, summed over the task's videos, divided by the steps annotated
+  in those videos (a step absent from a video counts neither way);
+- ``average: video`` (MCN's ``eval_cross.py``): each video's recall (its matched steps over its
+  annotated steps), averaged over the task's videos; a video with no annotated step is left out
+  (MCN would divide by zero). Reproduces MCN's reported figures.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from typing import Iterable, Literal
 
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
 from versanet.eval.retrieval import first_occurrence
+
+
+def step_annotation(segments: Iterable[tuple[int, float, float]], seconds: int, num_steps: int) -> Tensor:
+    """Ground truth bool ``[seconds, num_steps]``: ``(step, start, end)`` (step 1-based) marks seconds ``floor(start) .. ceil(end) - 1``.
+
+    CrossTask's ``read_assignment`` (``Y[floor(start):ceil(end), step - 1] = 1``); steps outside
+    ``1..num_steps`` are ignored.
+    """
+    out = torch.zeros(seconds, num_steps, dtype=torch.bool)
+    for step, start, end in segments:
+        if 1 <= int(step) <= num_steps:
+            out[max(0, math.floor(float(start))) : max(0, math.ceil(float(end))), int(step) - 1] = True
+    return out
 
 
 def order_constrained_assignment(scores: Tensor, strict: bool = True) -> Tensor:
@@ -66,6 +93,11 @@ def assignment_matrix(chosen: Tensor, seconds: int) -> Tensor:
 class StepRecall(Metric):
     """CrossTask recall per task over videos, gathered across processes (a torchmetrics ``Metric``).
 
+    Args:
+        average: ``task`` (CrossTask's official recall: matched steps summed over a task's videos
+            over annotated steps summed) or ``video`` (MCN's: the mean of each video's recall); see
+            the module docstring.
+
     ``update(task, prediction, annotation, index=None)`` per video; ``compute()`` ->
     ``{"recall": mean over tasks, "num_tasks": n, "recall/<task>": per task}`` over every process's
     videos (a video a distributed sampler repeated counts once, by its dataset ``index``);
@@ -76,8 +108,11 @@ class StepRecall(Metric):
     full_state_update = False
     MAX_TASK_BYTES = 128
 
-    def __init__(self) -> None:
+    def __init__(self, average: Literal["task", "video"] = "task") -> None:
         super().__init__()
+        if average not in ("task", "video"):
+            raise ValueError(f"StepRecall.average must be 'task' (CrossTask) or 'video' (MCN), not {average!r}")
+        self.average = average
         for name in ("matched", "total", "task", "index"):
             self.add_state(name, default=[], dist_reduce_fx="cat")
 
@@ -105,11 +140,16 @@ class StepRecall(Metric):
 
         index = cat(self.index)
         keep = (index < 0) | first_occurrence(index)
-        matched, total = defaultdict(int), defaultdict(int)
+        matched: dict[str, float] = defaultdict(float)
+        total: dict[str, float] = defaultdict(float)
         for m, n, code in zip(cat(self.matched)[keep].tolist(), cat(self.total)[keep].tolist(), cat(self.task)[keep]):
             name = bytes(code[code > 0].tolist()).decode("utf-8")
-            matched[name] += int(m)
-            total[name] += int(n)
+            if self.average == "task":  # sums over the task's videos
+                matched[name] += m
+                total[name] += n
+            elif n > 0:  # one recall per video, averaged
+                matched[name] += m / n
+                total[name] += 1
         per_task = {name: matched[name] / n for name, n in sorted(total.items()) if n > 0}
         out = {"recall": sum(per_task.values()) / len(per_task) if per_task else float("nan"), "num_tasks": float(len(per_task))}
         out.update({f"recall/{name}": r for name, r in per_task.items()})
