@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 import yaml
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from versanet.data.features import SAMPLE_RATE, mcn_log_mel
 from versanet.data.transforms import RawClip
@@ -90,8 +92,54 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     tmp.replace(path)
 
 
+@dataclass
+class DecodedVideo:
+    """One video decoded for extraction: its frames at ``fps``, its audio at 16 kHz (and at the audio encoder's rate), its spectrogram."""
+
+    video_id: str
+    path: str
+    duration: float
+    frames: np.ndarray | None = None
+    spec: Tensor | None = None
+    audio: np.ndarray | None = None
+    audio_rate: int = SAMPLE_RATE
+    error: str | None = None  # the reason it could not be decoded
+
+
+class VideoDecoder(Dataset):
+    """``(video_id, path)`` list -> :class:`DecodedVideo` (decoding runs in DataLoader workers); an unreadable video comes back with ``error``."""
+
+    def __init__(self, videos: list[tuple[str, str]], num_frames: int, fps: float, short_side: int | None, encoder_audio_rate: int | None) -> None:
+        self.videos, self.num_frames, self.fps, self.short_side = videos, num_frames, fps, short_side
+        self.encoder_audio_rate = encoder_audio_rate
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def __getitem__(self, index: int) -> DecodedVideo:
+        video_id, path = self.videos[index]
+        try:
+            info = probe(path)
+            duration = max(info.duration, 1e-3)
+            # one decode of the whole video: every clip is cut from it
+            total = max(self.num_frames, int(np.floor(duration * self.fps)))
+            whole = read_clip(path, 0.0, total, self.fps, SAMPLE_RATE if info.has_audio else None, short_side=self.short_side)
+            wave = whole.audio if whole.audio is not None else np.zeros(int(duration * SAMPLE_RATE), np.float32)
+            decoded = DecodedVideo(video_id, path, duration, whole.frames, mcn_log_mel(wave))
+            if self.encoder_audio_rate:
+                audio, sr = wave, SAMPLE_RATE
+                if self.encoder_audio_rate != SAMPLE_RATE:
+                    sr = self.encoder_audio_rate
+                    audio = read_clip(path, 0.0, total, self.fps, sr, with_video=False).audio if info.has_audio else None
+                decoded.audio = audio if audio is not None else np.zeros(int(duration * sr), np.float32)
+                decoded.audio_rate = sr
+            return decoded
+        except MediaDecodeError as err:
+            return DecodedVideo(video_id, path, 0.0, error=err.reason)
+
+
 class Extractor:
-    """Turns one video into its feature files (see the module docstring)."""
+    """Turns one decoded video into its feature files (see the module docstring)."""
 
     def __init__(self, model: Any, transforms: dict[str, Any], datamodule: Any, streams: dict[str, float],
                  audio_rate_hz: float | None, batch_size: int) -> None:
@@ -104,6 +152,9 @@ class Extractor:
         for m in ["video"] + (["audio"] if audio_rate_hz else []):
             if m not in transforms or m not in model.encoders:
                 raise ValueError(f"features extract: the model and its data need a {m} encoder and a {m} transform")
+
+    def decoder(self, videos: list[tuple[str, str]]) -> VideoDecoder:
+        return VideoDecoder(videos, self.num_frames, self.fps, self.short_side, self.audio_sr if self.audio_rate_hz else None)
 
     def outputs(self, out: Path, video_id: str) -> list[Path]:
         names = [f"{video_id}_{s}.npz" for s in self.streams] + [f"{video_id}_spec.npz"]
@@ -137,25 +188,15 @@ class Extractor:
             out.append(RawClip(video_id, start, clip_seconds, False, frames=clip_frames, audio=clip_audio, audio_rate=audio_sr))
         return out
 
-    def __call__(self, video_id: str, path: str, out: Path) -> None:
-        info = probe(path)
-        duration = max(info.duration, 1e-3)
-        # one decode of the whole video: every clip is cut from it
-        total = max(self.num_frames, int(np.floor(duration * self.fps)))
-        whole = read_clip(path, 0.0, total, self.fps, SAMPLE_RATE if info.has_audio else None, short_side=self.short_side)
-        frames, wave = whole.frames, whole.audio
+    def write(self, video: DecodedVideo, out: Path) -> None:
+        """Encode a decoded video's clips and write its files."""
         for stream, rate in self.streams.items():
-            feats = self.encode("video", video_id, self.clips(video_id, frames, None, SAMPLE_RATE, rate, duration))
-            save_npz(out / f"{video_id}_{stream}.npz", features=feats.numpy())
-        spec = mcn_log_mel(wave if wave is not None else np.zeros(int(duration * SAMPLE_RATE), np.float32))
-        save_npz(out / f"{video_id}_spec.npz", arr_0=spec.numpy())
+            feats = self.encode("video", video.video_id, self.clips(video.video_id, video.frames, None, SAMPLE_RATE, rate, video.duration))
+            save_npz(out / f"{video.video_id}_{stream}.npz", features=feats.numpy())
+        save_npz(out / f"{video.video_id}_spec.npz", arr_0=video.spec.numpy())  # type: ignore[union-attr]
         if self.audio_rate_hz:
-            audio, sr = wave, SAMPLE_RATE
-            if self.audio_sr != SAMPLE_RATE and info.has_audio:
-                audio, sr = read_clip(path, 0.0, total, self.fps, self.audio_sr, with_video=False).audio, self.audio_sr
-            silence = np.zeros(int(duration * sr), np.float32)
-            feats = self.encode("audio", video_id, self.clips(video_id, None, audio if audio is not None else silence, sr, self.audio_rate_hz, duration))
-            save_npz(out / f"{video_id}_audio.npz", features=feats.numpy())
+            clips = self.clips(video.video_id, None, video.audio, video.audio_rate, self.audio_rate_hz, video.duration)
+            save_npz(out / f"{video.video_id}_audio.npz", features=self.encode("audio", video.video_id, clips).numpy())
 
 
 def features_extract(
@@ -166,6 +207,7 @@ def features_extract(
     streams: dict[str, float] | None = None,
     audio_rate_hz: float | None = None,
     batch_size: int = 64,
+    workers: int = 2,
     seed: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -180,6 +222,8 @@ def features_extract(
         streams: video streams and their rows per second (default ``{2d: 1.0, 3d: 1.5}``).
         audio_rate_hz: also write the audio encoder's features at this rate (``_audio.npz``).
         batch_size: clips per encoder call.
+        workers: processes that decode videos (0: decode in this process); the encoder then runs on one thread.
+        seed: the random weights' seed when there is no ``ckpt``.
         progress: show a progress bar.
     """
     from tqdm import tqdm
@@ -204,20 +248,28 @@ def features_extract(
     extractor = Extractor(model, transforms, datamodule, streams, audio_rate_hz, batch_size)
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
-    done = skipped = 0
+    todo = [(v, p) for v, p in videos if not all(f.is_file() for f in extractor.outputs(target, v))]
+    skipped, done = len(videos) - len(todo), 0
     failures: list[tuple[str, str, str]] = []
-    bar = tqdm(videos, desc="features", unit="video", disable=not progress, mininterval=2.0)
-    for video_id, path in bar:
-        if all(p.is_file() for p in extractor.outputs(target, video_id)):
-            skipped += 1
-            continue
-        try:
-            extractor(video_id, path, target)
-            done += 1
-        except MediaDecodeError as err:
-            failures.append((video_id, path, err.reason))
-            bar.write(f"skipping unreadable video {path}: {err.reason}")
-        bar.set_postfix(written=done, resumed=skipped, failed=len(failures))
+    bar = tqdm(total=len(videos), initial=skipped, desc="features", unit="video", disable=not progress, mininterval=2.0)
+    # decoding runs in `workers` processes; the encoder in this one, on one thread: a few small clips per call gain
+    # nothing from intra-op threads, whose spinning costs several times the work on a busy machine
+    loader = DataLoader(extractor.decoder(todo), batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if workers else threads)
+    try:
+        for video in loader:
+            if video.error is not None:
+                failures.append((video.video_id, video.path, video.error))
+                bar.write(f"skipping unreadable video {video.path}: {video.error}")
+            else:
+                extractor.write(video, target)
+                done += 1
+            bar.update(1)
+            bar.set_postfix(written=done, resumed=skipped, failed=len(failures))
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
     if failures:
         with (target / "failures.csv").open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
