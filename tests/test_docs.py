@@ -1,7 +1,8 @@
 """Every shell command in README.md and docs/*.md runs, at tiny size, and a new command cannot go untested.
 
-How it works. The fenced ``bash`` / ``sh`` / ``shell`` blocks of README.md and docs/*.md are split into
-simple commands (continuation lines joined, ``&&`` / ``;`` chains split, comments dropped, whitespace
+How it works. The fenced ``bash`` / ``sh`` / ``shell`` blocks of README.md and docs/*.md, and the
+unlabeled fences with a line that starts like a command (``versanet``, ``python``, ``pip``, ``pytest``:
+an unlabeled fence must not hide a command from this test), are split into simple commands (continuation lines joined, ``&&`` / ``;`` chains split, comments dropped, whitespace
 collapsed). Each must have an entry in ``COVERAGE``, keyed by that normalised text:
 
 - ``Run(extra, expect)``: the command runs in a sandbox folder laid out like a checkout in use
@@ -135,15 +136,26 @@ COVERAGE: dict[str, Run | Elsewhere] = {
 
 
 # ------------------------------------------------------------------------------------------- extraction
+SHELL_FENCES = ("bash", "sh", "shell")
+COMMAND_START = re.compile(r"^\s*(versanet|python[\d.]*|pip[\d.]*|pytest)(\s|$)")
+
+
+def is_shell_block(language: str, body: str) -> bool:
+    """A ``bash``/``sh``/``shell`` fence, or an unlabeled one with a line that starts like a command."""
+    return language in SHELL_FENCES or (not language and any(COMMAND_START.match(line) for line in body.splitlines()))
+
+
 def documented_commands() -> dict[str, str]:
     """Normalised simple command -> ``file:line`` of its first appearance, in document order."""
     found: dict[str, str] = {}
     for doc in DOCUMENTS:
         text = doc.read_text(encoding="utf-8")
-        for block in re.finditer(r"^```(?:bash|sh|shell)[ \t]*\n(.*?)^```", text, re.S | re.M):
-            line_no = text[: block.start(1)].count("\n") + 1
+        for block in re.finditer(r"^```([\w+-]*)[ \t]*\n(.*?)^```", text, re.S | re.M):
+            if not is_shell_block(block.group(1), block.group(2)):
+                continue
+            line_no = text[: block.start(2)].count("\n") + 1
             pending, start = "", line_no
-            for offset, line in enumerate(block.group(1).splitlines()):
+            for offset, line in enumerate(block.group(2).splitlines()):
                 if not pending:
                     start = line_no + offset
                 pending += line[:-1] + " " if line.endswith("\\") else line + "\n"
@@ -269,3 +281,11 @@ def test_documented_command_runs(command: str, where: str, sandbox: Path, one_th
     output = SHARED_OUTPUT[command] if command in SHARED_OUTPUT else run_command(command, how, sandbox)
     assert how.expect in output, f"{where}: `{command}` did not print {how.expect!r}; it printed:\n{output[-3000:]}"
     assert not how.writes or (sandbox / how.writes).exists(), f"{where}: `{command}` wrote no {how.writes}"
+
+
+def test_unlabeled_fences_with_commands_count_as_shell() -> None:
+    assert is_shell_block("", "versanet fit --config x.yaml\n") and is_shell_block("", "# first\npip install -e .\n")
+    assert is_shell_block("", "python benchmarks/mcn_step.py\n") and is_shell_block("", "pytest -q\n") and is_shell_block("bash", "ls\n")
+    assert not is_shell_block("", "<features_dir>/<id>_2d.npz   features [T, 2048]\n")
+    assert not is_shell_block("", "python_path = 1\npipeline\n") and not is_shell_block("text", "versanet fit\n")
+    assert not is_shell_block("python", "import versanet\n") and not is_shell_block("yaml", "pip: 1\n")
