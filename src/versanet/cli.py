@@ -9,6 +9,10 @@
     versanet data check CONFIG_OR_DIR                        # report unreadable/short/bad files before a run
     versanet data shard CONFIG_OR_DIR OUTPUT                 # WebDataset shards of the original bytes
     versanet benchmark --ckpt PATH --suite toy|mmv|FILE       # every benchmark of a suite -> results table
+    versanet embed VIDEO_DIR --ckpt CKPT --index INDEX_DIR    # your videos -> a searchable index (pip install versanet[app])
+    versanet search INDEX_DIR "a red circle moving left"      # the best matching moments
+    versanet serve INDEX_DIR                                  # a local web page to search and play them
+    versanet plot INDEX_DIR [--labels CSV --column NAME]      # the joint space in 2-D
 
 Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
@@ -183,6 +187,7 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
     if args and args[0] not in LIGHTNING_COMMANDS and not args[0].startswith("-"):
         from jsonargparse import CLI
 
+        from versanet.app import commands as app
         from versanet.benchmark_suite import benchmark
         from versanet.data.check import data_check
         from versanet.data.shards import data_shard
@@ -196,8 +201,12 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
             "deflate": deflate_command,
             "data": {"check": data_check, "shard": data_shard},
             "benchmark": benchmark,
+            "embed": app.embed,
+            "search": app.search,
+            "serve": app.serve,
+            "plot": app.plot,
         }
-        CLI(tools, args=args)
+        CLI(tools, args=app.expand_short_options(args))
         return None
     for path in _config_paths(args):
         try:
