@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -32,7 +33,7 @@ import torch
 
 from versanet.app.clips import FileStat
 from versanet.app.store import ClipStore
-from versanet.app.vectors import VectorIndex, ivf_cells
+from versanet.app.vectors import VectorIndex, default_nprobe, ivf_cells
 
 
 class Embeddings:
@@ -57,6 +58,12 @@ def synthetic_index(folder: Path, n: int, dim: int, seed: int = 0, per_file: int
     """An index folder of ``n`` synthetic moments (:class:`Embeddings`); returns it and the generator (for queries)."""
     rng = np.random.default_rng(seed)
     source = Embeddings(dim)
+    if (folder / "index.sqlite").is_file():
+        store = ClipStore(folder)
+        if store.counts()["clips"] == n:
+            return store, source
+        store.close()
+        shutil.rmtree(folder)
     store = ClipStore(folder, create=True)
     store.set_meta({"dim": dim, "space": "synthetic", "modalities": ["video"], "video_dir": str(folder), "checkpoint": None})
     moments = [(2.0 * i, 2.0 * i + 2) for i in range(per_file)]
@@ -85,7 +92,7 @@ def query_benchmark(sizes: list[int], dim: int, queries: int, nprobes: list[int]
             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for n in sizes:
         started = time.perf_counter()
-        store, source = synthetic_index(workdir / f"synthetic_{n}_{dim}", n, dim)
+        store, source = synthetic_index(workdir / f"synthetic_{n}_{dim}", n, dim)  # reused when --workdir already has it
         write_s = time.perf_counter() - started
         q = source.sample(np.random.default_rng(1), queries)
         all_ids = store.vector_ids("video")
@@ -99,7 +106,9 @@ def query_benchmark(sizes: list[int], dim: int, queries: int, nprobes: list[int]
         ivf = VectorIndex.empty(dim, n, sample, exact_limit=0)
         ivf.add(all_ids, vectors)
         ivf_build = time.perf_counter() - started
-        variants += [(f"IVF{ivf_cells(n)},Flat", ivf, p, ivf_build) for p in nprobes]
+        nlist = ivf_cells(n)
+        variants += [(f"IVF{nlist},Flat" + (" (default)" if p == default_nprobe(nlist) else ""), ivf, p, ivf_build)
+                     for p in sorted({*nprobes, default_nprobe(nlist)})]
         del vectors
         truth = flat.search(q, 10)[1]
         print(f"{n} moments: wrote the SQLite index in {write_s:.1f} s", flush=True)
@@ -125,7 +134,7 @@ def embed_benchmark(ckpt: Path, videos: int, every: float, workers: int, workdir
     from versanet.data.toy import ToyWorldConfig, generate_toy_world
 
     root = generate_toy_world(workdir / "toy", ToyWorldConfig(num_train=videos, num_val=0, seed=11), workers=2)
-    report = embed_folder(root / "videos", workdir / "embed_index", ckpt, every=every, workers=workers, progress=False)
+    report = embed_folder(root / "videos", workdir / "embed_index", ckpt, every=every, workers=workers, rebuild=True, progress=False)
     encoder = ClipEncoder(load_pretrained(ckpt), device="cpu")
     grid = resolve_grid(ckpt, every, None, None, 16000)
     stream = DecodedClips(root / "videos", sorted(p.name for p in (root / "videos").glob("*.mp4")), grid, encoder.transforms, encoder.modalities)
@@ -147,6 +156,24 @@ def embed_benchmark(ckpt: Path, videos: int, every: float, workers: int, workdir
     return rows, 1000 * text_s
 
 
+def precision_benchmark(ckpt: Path, videos: int, every: float, workers: int, workdir: Path) -> list[str]:
+    """Precision@5 of text search on a fresh toy world (seed 1: videos the quickstart never trained on)."""
+    from versanet.app.evaluate import toy_precision
+    from versanet.app.indexer import embed_folder
+    from versanet.app.search import Searcher
+    from versanet.data.toy import ToyWorldConfig, generate_toy_world
+
+    root = generate_toy_world(workdir / "toy_fresh", ToyWorldConfig(num_train=0, num_val=videos, seed=1), workers=2)
+    embed_folder(root / "videos", workdir / "toy_fresh_index", ckpt, every=every, workers=workers, progress=False)
+    searcher = Searcher(workdir / "toy_fresh_index")
+    rows = ["| answered by | all three | colour + shape | colour | shape | direction | chance (all three) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for modality in searcher.modalities + (["both"] if len(searcher.modalities) > 1 else []):
+        p = toy_precision(searcher, root, k=5, modality=modality)
+        rows.append(f"| {modality} | {p['all']:.3f} | {p['object']:.3f} | {p['colour']:.3f} | {p['shape']:.3f} | {p['direction']:.3f} | {p['chance_all']:.4f} |")
+    rows.append(f"\n{p['queries']} queries ('a {{colour}} {{shape}} moving {{direction}}'), {p['moments']} moments of {videos} fresh toy videos")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ckpt", type=Path, help="a pretraining checkpoint (embedding throughput and text encoding time)")
@@ -158,6 +185,9 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=2.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip_embed", action="store_true")
+    parser.add_argument("--precision", type=int, default=0, metavar="VIDEOS",
+                        help="also: precision@5 of text search on this many fresh toy videos (needs --ckpt; the quickstart's: 300)")
+    parser.add_argument("--skip_queries", action="store_true", help="no synthetic latency benchmark")
     parser.add_argument("--workdir", type=Path, help="where the synthetic indexes go (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="versanet-search-bench-") as tmp:
@@ -166,9 +196,13 @@ def main() -> None:
         if args.ckpt and not args.skip_embed:
             rows, text_ms = embed_benchmark(args.ckpt, args.videos, args.every, args.workers, workdir)
             print("\n## Embedding on the CPU\n\n" + "\n".join(rows), flush=True)
-        print(f"\n## Query latency, {args.dim}-d vectors, {args.queries} queries one at a time (median)\n", flush=True)
-        rows = query_benchmark(args.sizes, args.dim, args.queries, args.nprobe, workdir, text_ms)
-        print("\n" + "\n".join(rows))
+        if args.ckpt and args.precision:
+            rows = precision_benchmark(args.ckpt, args.precision, args.every, args.workers, workdir)
+            print("\n## Precision@5 of text search on the toy world\n\n" + "\n".join(rows), flush=True)
+        if not args.skip_queries:
+            print(f"\n## Query latency, {args.dim}-d vectors, {args.queries} queries one at a time (median)\n", flush=True)
+            rows = query_benchmark(args.sizes, args.dim, args.queries, args.nprobe, workdir, text_ms)
+            print("\n" + "\n".join(rows))
     print(f"\nload average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}; torch threads {torch.get_num_threads()}; "
           f"FAISS threads {__import__('faiss').omp_get_max_threads()}")
 

@@ -159,7 +159,7 @@ def plot(
     key: str | None = None,
     queries: list[str] | None = None,
     method: Literal["tsne", "pca"] = "tsne",
-    max_points: int = 1500,
+    max_points: int = 1200,
     ckpt: str | None = None,
 ) -> None:
     """Draw an index's joint space in 2-D (t-SNE or PCA), coloured by a label column; writes an HTML page or an SVG.
@@ -172,7 +172,7 @@ def plot(
         key: the key column (default: the first column).
         queries: text queries to place on the map as stars.
         method: tsne or pca.
-        max_points: moments drawn at most (a seeded sample).
+        max_points: points drawn at most (moments x modalities; a seeded sample of the moments).
         ckpt: the index's checkpoint, when it has moved since embedding (needed only for queries).
     """
     from pathlib import Path

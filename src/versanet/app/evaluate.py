@@ -51,7 +51,8 @@ def toy_queries() -> list[tuple[str, ToyLabel]]:
 
 
 def toy_precision(searcher: Searcher, toy_root: str | Path, k: int = 5, modality: str = "video") -> dict[str, float]:
-    """Mean precision@k over :func:`toy_queries`: ``all`` (colour, shape and direction right) and each attribute alone.
+    """Mean precision@k over :func:`toy_queries`: ``all`` (colour, shape and direction right), ``object`` (colour and
+    shape right) and each attribute alone.
 
     ``chance_all``: the precision of a random ranking (the share of moments matching a query, averaged).
     """
@@ -61,13 +62,14 @@ def toy_precision(searcher: Searcher, toy_root: str | Path, k: int = 5, modality
     queries = toy_queries()
     texts = [q for q, _ in queries]
     vectors = searcher.encoder.embed_text(texts)
-    totals = dict.fromkeys(("all", *ATTRIBUTES), 0.0)
+    totals = dict.fromkeys(("all", "object", *ATTRIBUTES), 0.0)
     chance = 0.0
     values = list(labels.values())
     for (_, want), vector in zip(queries, vectors):
         hits = searcher.search_vector(vector, k, modality)
         got = [labels[h.clip_id] for h in hits if h.clip_id in labels]
         totals["all"] += sum(g == want for g in got) / k
+        totals["object"] += sum((g.colour, g.shape) == (want.colour, want.shape) for g in got) / k
         for attribute in ATTRIBUTES:
             totals[attribute] += sum(getattr(g, attribute) == getattr(want, attribute) for g in got) / k
         chance += sum(v == want for v in values) / len(values)

@@ -1,6 +1,6 @@
 """``versanet plot``: the index's joint space in 2-D, as an SVG map coloured by a label column.
 
-Moments (up to ``max_points``, a seeded sample) are placed by t-SNE (scikit-learn) or PCA of their
+Moments (a seeded sample, up to ``max_points`` points in all) are placed by t-SNE or PCA of their
 vectors; video and audio vectors of the same moments are drawn as circles and triangles, so one
 sees whether the modalities meet; text queries, when given, are embedded and placed with them as
 labelled stars. Colour comes from a label CSV: one row per video (a key column matched against the
@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import csv
 import html
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from versanet.app.search import Searcher, format_time
 from versanet.app.store import Moment
+from versanet.app.threads import one_thread
 
 #: categorical colours (Tableau 10 and its light half), then grey for "other" / "no label"
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac",
@@ -45,23 +49,89 @@ class Point:
 
 
 def project(vectors: np.ndarray, method: str = "tsne", seed: int = 0) -> np.ndarray:
-    """``[N, d]`` -> ``[N, 2]``: t-SNE (scikit-learn, perplexity up to 30) or PCA (the top two principal axes)."""
+    """``[N, d]`` -> ``[N, 2]``: t-SNE (:func:`tsne`) or PCA (the top two principal axes)."""
     x = np.asarray(vectors, dtype=np.float64)
-    if len(x) < 3 or method == "pca":
-        centred = x - x.mean(0)
-        if len(x) < 2:
-            return np.zeros((len(x), 2))
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        out = centred @ vt[:2].T
-        return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
-    if method != "tsne":
+    if method not in ("tsne", "pca"):
         raise ValueError(f"method must be tsne or pca, not {method!r}")
-    from versanet.app.extra import require
+    if len(x) < 2:
+        return np.zeros((len(x), 2))
+    if method == "tsne" and len(x) > 4:
+        with one_thread():
+            return tsne(torch.from_numpy(x).float(), seed=seed).numpy().astype(np.float64)
+    return pca(x)
 
-    manifold = require("sklearn.manifold")
-    perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
-    # 500 iterations: the map has settled by then, and each costs ~40 ms per thousand points on a CPU core
-    return manifold.TSNE(2, perplexity=perplexity, init="pca", learning_rate="auto", max_iter=500, random_state=seed).fit_transform(x)
+
+def pca(x: np.ndarray) -> np.ndarray:
+    """``[N, d]`` -> the coordinates on the top two principal axes ``[N, 2]``."""
+    centred = x - x.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    out = centred @ vt[:2].T
+    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+
+
+def tsne(x: Tensor, perplexity: float = 30.0, iterations: int = 500, seed: int = 0) -> Tensor:
+    """Exact t-SNE (van der Maaten and Hinton, 2008) of ``[N, d]`` -> ``[N, 2]``, with scikit-learn's schedule.
+
+    Written here rather than taken from scikit-learn because that package and SciPy would add about two
+    minutes to every fresh install of the app extra (measured on the CI machine) for this one function,
+    and because the exact O(N^2) algorithm in torch is faster than scikit-learn's Barnes-Hut at the few
+    thousand points a readable map has (1200 points: 14 s on one core of a busy 2-core machine).
+    As scikit-learn: per-point Gaussian bandwidths found by bisection to the given perplexity over the
+    ``3 * perplexity`` nearest neighbours, symmetric joint P; early exaggeration 12 for 250 iterations with
+    momentum 0.5, then 0.8 (500 iterations in all, scikit-learn's smallest setting); learning rate
+    ``max(N / 12 / 4, 50)``; per-coordinate gains (+0.2 / x0.8, floor 0.01); PCA initialisation scaled
+    to standard deviation 1e-4.
+    """
+    n = x.shape[0]
+    perplexity = min(perplexity, (n - 1) / 3)
+    x = x.double()
+    d2 = torch.cdist(x, x).square_()
+    p = _conditional_p(d2, perplexity)
+    p = (p + p.T) / (2 * n)
+    p = p.clamp_min(1e-12)
+    centred = (x - x.mean(0)).float()
+    _, _, v = torch.pca_lowrank(centred, q=2, center=False, niter=4) if n > 2 else (None, None, torch.eye(x.shape[1], 2))
+    y = centred @ v[:, :2]
+    y = (y / y[:, 0].std() * 1e-4).double()
+    generator = torch.Generator().manual_seed(seed)
+    y += torch.randn(y.shape, generator=generator, dtype=y.dtype) * 1e-8  # break ties of identical points
+    y, p = y.float(), p.float()
+    velocity, gains = torch.zeros_like(y), torch.ones_like(y)
+    rate = max(n / 12.0 / 4.0, 50.0)
+    for step in range(iterations):
+        early = step < 250
+        sq = y.square().sum(1)
+        kernel = (sq[:, None] + sq[None, :] - 2 * (y @ y.T)).clamp_min_(0).add_(1).reciprocal_()  # (1 + |y_i - y_j|^2)^-1
+        kernel.fill_diagonal_(0.0)
+        q = (kernel / kernel.sum()).clamp_min_(1e-12)
+        weight = ((12.0 if early else 1.0) * p - q).mul_(kernel)  # [N, N]
+        grad = 4.0 * (weight.sum(1, keepdim=True) * y - weight @ y)  # sum_j w_ij (y_i - y_j)
+        same_sign = (grad > 0) == (velocity > 0)
+        gains = torch.where(same_sign, gains * 0.8, gains + 0.2).clamp_min(0.01)
+        velocity = (0.5 if early else 0.8) * velocity - rate * gains * grad
+        y = y + velocity
+    return (y - y.mean(0)).float()
+
+
+def _conditional_p(d2: Tensor, perplexity: float, steps: int = 50) -> Tensor:
+    """Row-stochastic ``P_{j|i}`` ``[N, N]`` whose rows have the given perplexity, on each point's ``3 * perplexity``
+    nearest neighbours (as scikit-learn's Barnes-Hut t-SNE; the rest of a row is ~0): bisection on each row's precision."""
+    n = d2.shape[0]
+    k = min(n - 1, int(3 * perplexity) + 1)
+    near, cols = d2.fill_diagonal_(float("inf")).topk(k, dim=1, largest=False)  # [N, k]
+    near = near - near[:, :1]  # shift: the softmax is unchanged, exp() stays finite
+    target = math.log(perplexity)
+    beta = torch.ones(n, 1, dtype=d2.dtype)
+    lo = torch.zeros(n, 1, dtype=d2.dtype)
+    hi = torch.full((n, 1), float("inf"), dtype=d2.dtype)
+    for _ in range(steps):
+        p = torch.softmax(-near * beta, dim=1)
+        entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(1, keepdim=True)
+        too_flat = entropy > target  # perplexity too high: sharpen (raise beta)
+        lo = torch.where(too_flat, beta, lo)
+        hi = torch.where(too_flat, hi, beta)
+        beta = torch.where(torch.isinf(hi), beta * 2, (lo + hi) / 2)
+    return torch.zeros(n, n, dtype=d2.dtype).scatter_(1, cols, torch.softmax(-near * beta, dim=1))
 
 
 def read_labels(path: str | Path, column: str, key: str | None = None) -> dict[str, list[tuple[float, float, str]]]:
@@ -94,11 +164,12 @@ def label_of(moment: Moment, labels: dict[str, list[tuple[float, float, str]]]) 
 
 
 def gather(searcher: Searcher, max_points: int, seed: int = 0) -> tuple[list[tuple[str, Moment]], np.ndarray]:
-    """A seeded sample of up to ``max_points`` moments, with the vector of each modality: ``([(modality, moment)], [n, dim])``."""
+    """A seeded sample of moments with the vector of each modality, up to ``max_points`` vectors: ``([(modality, moment)], [n, dim])``."""
     store = searcher.store
     moments = list(store.all_moments())
-    if len(moments) > max_points:
-        pick = np.sort(np.random.default_rng(seed).choice(len(moments), max_points, replace=False))
+    most = max(1, max_points // max(1, len(searcher.modalities)))
+    if len(moments) > most:
+        pick = np.sort(np.random.default_rng(seed).choice(len(moments), most, replace=False))
         moments = [moments[i] for i in pick]
     by_id = {m.clip_id: m for m in moments}
     ids = np.array(sorted(by_id), dtype=np.int64)
@@ -113,7 +184,7 @@ def gather(searcher: Searcher, max_points: int, seed: int = 0) -> tuple[list[tup
 
 def plot_points(
     searcher: Searcher, labels: str | Path | None = None, column: str | None = None, key: str | None = None,
-    queries: list[str] | None = None, method: str = "tsne", max_points: int = 1500, seed: int = 0,
+    queries: list[str] | None = None, method: str = "tsne", max_points: int = 1200, seed: int = 0,
 ) -> list[Point]:
     """The map's points: every sampled moment per modality, and the text queries, projected together."""
     items, vectors = gather(searcher, max_points, seed)
@@ -208,7 +279,7 @@ def render_svg(points: list[Point], title: str, column: str | None, link: str = 
 
 def plot_page(
     searcher: Searcher, labels: str | Path | None = None, column: str | None = None, key: str | None = None,
-    queries: list[str] | None = None, method: str = "tsne", max_points: int = 1500, interactive: bool = False,
+    queries: list[str] | None = None, method: str = "tsne", max_points: int = 1200, interactive: bool = False,
 ) -> str:
     """A self-contained HTML page with the map (``interactive``: links for ``versanet serve``, else ``file://`` links)."""
     points = plot_points(searcher, labels, column, key, queries, method, max_points)

@@ -16,6 +16,7 @@ import numpy as np
 
 from versanet.app.embedder import ClipEncoder
 from versanet.app.store import ClipStore, Moment, VideoIndexError
+from versanet.app.threads import one_thread
 from versanet.app.vectors import VectorIndex, sync
 
 
@@ -91,7 +92,10 @@ class Searcher:
 
     def search(self, query: str, k: int = 10, modality: str = "video") -> list[Hit]:
         """The ``k`` best moments for a text query."""
-        return self.search_vector(self.encoder.embed_text([query])[0], k, modality)
+        encoder = self.encoder
+        with one_thread():  # one short query: see versanet.app.threads
+            vector = encoder.embed_text([query])[0]
+        return self.search_vector(vector, k, modality)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, modality: str = "video") -> list[Hit]:
         """The ``k`` best moments for a unit query vector ``[dim]`` already in the index's space."""

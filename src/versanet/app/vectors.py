@@ -27,13 +27,12 @@ import numpy as np
 
 from versanet.app.extra import require
 from versanet.app.store import ClipStore
+from versanet.app.threads import one_thread
 
 faiss = require("faiss")
 
 #: exact search below this many vectors, IVF from here on
 EXACT_LIMIT = 200_000
-#: IVF cells searched per query (of ``nlist``); see benchmarks/search.py for the recall this gives
-DEFAULT_NPROBE = 64
 #: k-means training points per IVF cell (FAISS warns below 39)
 TRAIN_PER_CELL = 64
 
@@ -43,6 +42,12 @@ def ivf_cells(n: int) -> int:
     return 2 ** max(4, round(math.log2(math.sqrt(max(n, 1)))))
 
 
+def default_nprobe(nlist: int) -> int:
+    """IVF cells searched per query: an eighth of them, at least 32 (recall@10 about 0.98 against exact search
+    from 10k to 1M vectors in benchmarks/search.py; 1M: 128 of 1024 cells, about 12% of the vectors scanned)."""
+    return min(nlist, max(32, nlist // 8))
+
+
 @dataclass
 class VectorIndex:
     """A FAISS index whose ids are clip ids; ``kind`` ``flat`` (exact) or ``ivf`` (approximate)."""
@@ -50,7 +55,7 @@ class VectorIndex:
     index: "faiss.Index"
     kind: str
     trained_on: int = 0
-    nprobe: int = DEFAULT_NPROBE
+    nprobe: int | None = None  # IVF: cells searched per query (None: default_nprobe)
 
     @classmethod
     def empty(cls, dim: int, n: int, sample: np.ndarray | None = None, exact_limit: int = EXACT_LIMIT) -> "VectorIndex":
@@ -87,16 +92,14 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``[Q, dim]`` unit queries -> (scores ``[Q, k]`` cosine, clip ids ``[Q, k]``; -1 where fewer than k exist).
 
-        One query runs on one OpenMP thread: FAISS splits a single query's scan across threads, and
-        on a busy machine waiting for the others costs more than the scan (1M x 256-d flat, load 9
-        on 2 cores: 117 ms on one thread, 783 ms on two; benchmarks/search.py).
+        One query runs on one thread (:func:`~versanet.app.threads.one_thread`).
         """
         if self.kind == "ivf":
-            self.index.nprobe = min(self.nprobe, self.index.nlist)
+            self.index.nprobe = min(self.nprobe or default_nprobe(self.index.nlist), self.index.nlist)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if len(queries) > 1:
             return self.index.search(queries, k)
-        with _one_thread():
+        with one_thread():
             return self.index.search(queries, k)
 
     def save(self, path: Path) -> None:
@@ -107,20 +110,6 @@ class VectorIndex:
     @classmethod
     def load(cls, path: Path, kind: str, trained_on: int) -> "VectorIndex":
         return cls(faiss.read_index(str(path)), kind, trained_on)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """FAISS on one OpenMP thread; the thread counts are restored after (FAISS and torch share the OpenMP setting)."""
-    import torch
-
-    threads, torch_threads = faiss.omp_get_max_threads(), torch.get_num_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(threads)
-        torch.set_num_threads(torch_threads)
 
 
 @contextmanager
