@@ -209,7 +209,7 @@ def test_an_interrupted_embed_keeps_what_it_finished_and_the_next_run_does_the_r
     for i, path in enumerate(sorted((toy_root / "videos").glob("*.mp4"))[:40]):
         os.link(path, folder / path.name)
     index = tmp_path / "index"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "versanet.cli", "embed", str(folder), "--ckpt", str(ckpt), "--index", str(index),
            "--every", "2", "--workers", "0", "--batch_size", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -286,7 +286,7 @@ def test_search_command_prints_a_table_and_json(index: Path, capsys: pytest.Capt
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["rank", "score", "start", "end", "file"] and len(lines) == 5
     assert lines[1].split()[0] == "1" and lines[-1].startswith("(3 of ")
-    main(["search", str(index), "a red circle moving left", "--k", "4", "--modality", "audio", "--json", "true"])
+    main(["search", str(index), "a red circle moving left", "--k", "4", "--modality", "audio", "--format", "json"])
     data = json.loads(capsys.readouterr().out)
     assert [r["rank"] for r in data["results"]] == [1, 2, 3, 4]
     assert data["results"] == sorted(data["results"], key=lambda r: -r["score"])
@@ -446,6 +446,10 @@ def test_the_search_api_and_thumbnails(server) -> None:  # noqa: ANN001 - fixtur
     assert raw_get(port, "/api/search?q=&k=3")[0] == 422
     info = json.loads(raw_get(port, "/api/info")[1])
     assert info["modalities"] == ["video", "audio"] and info["files_ok"] == 12 and info["space"] == "vat" and info["clips"] >= 24
+    status, page, _ = raw_get(port, "/plot?method=pca")
+    page = page.decode()
+    assert status == 200 and page.count('class="point"') == info["vectors_video"] + info["vectors_audio"] and "coloured by colour" in page
+    assert 'href="/media/' in page and raw_get(port, "/plot?method=umap")[0] == 400
 
 
 BROWSER_PACKAGES = ["chromium", "chromium-driver"]

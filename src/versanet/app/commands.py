@@ -97,7 +97,7 @@ def search(
     modality: Literal["video", "audio", "both"] = "video",
     ckpt: str | None = None,
     nprobe: int | None = None,
-    json: bool = False,
+    format: Literal["table", "json"] = "table",  # noqa: A002 - the option's name on the command line
 ) -> None:
     """Print the moments of an index that best match a text query: rank, score (cosine), start, end, file.
 
@@ -108,7 +108,7 @@ def search(
         modality: which clip vectors answer: video, audio, or both (the mean of their scores).
         ckpt: the index's checkpoint, when it has moved since embedding.
         nprobe: IVF cells searched (large indexes only; more is slower and closer to exact).
-        json: print JSON instead of a table.
+        format: table, or json (rank, score, file, start, end, clip_id of each result, and the query's time).
     """
     with _friendly_errors():
         from versanet.app.search import Searcher, format_hits, hits_json
@@ -118,7 +118,7 @@ def search(
         started = time.perf_counter()
         hits = searcher.search(query, k, modality)
         seconds = time.perf_counter() - started
-    if json:
+    if format == "json":
         print(hits_json(query, hits, seconds))
     else:
         print(format_hits(hits))
