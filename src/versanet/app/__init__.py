@@ -14,9 +14,11 @@ The pieces, lowest first:
 - :mod:`~versanet.app.vectors`: the FAISS index kept in step with the database (exact, or IVF above a size);
 - :mod:`~versanet.app.indexer`: ``embed`` (incremental, resumable, skips unreadable files);
 - :mod:`~versanet.app.search`: a query -> ranked moments; :mod:`~versanet.app.plot`: the 2-D map;
-  :mod:`~versanet.app.serve`: the web page (FastAPI); :mod:`~versanet.app.commands`: the CLI verbs.
+  :mod:`~versanet.app.serve`: the web page (FastAPI); :mod:`~versanet.app.commands`: the CLI verbs;
+- :mod:`~versanet.app.evaluate`: precision@k of text search on the toy world;
+  :mod:`~versanet.app.threads`: one thread for latency-bound work.
 
 This package sits on top of the library (it imports :mod:`versanet.checkpoint`, :mod:`versanet.data`,
 :mod:`versanet.downstream.common`); nothing in the library imports it. Its third-party needs (FAISS,
-FastAPI, uvicorn, scikit-learn) are the ``app`` extra, imported only by the modules that use them.
+FastAPI, uvicorn) are the ``app`` extra, imported only by the modules that use them.
 """

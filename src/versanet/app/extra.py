@@ -6,7 +6,7 @@ import importlib
 from types import ModuleType
 
 #: import name -> pip requirement, for the packages of ``pip install versanet[app]``
-APP_PACKAGES = {"faiss": "faiss-cpu", "fastapi": "fastapi", "uvicorn": "uvicorn", "sklearn": "scikit-learn"}
+APP_PACKAGES = {"faiss": "faiss-cpu", "fastapi": "fastapi", "uvicorn": "uvicorn"}
 
 
 def require(module: str) -> ModuleType:

@@ -65,25 +65,24 @@ class Moment:
 
 
 class ClipStore:
-    """The SQLite database of one index folder (``INDEX_DIR/index.sqlite``), opened read-write or read-only."""
+    """The SQLite database of one index folder (``INDEX_DIR/index.sqlite``); ``create``: make it when missing."""
 
-    def __init__(self, folder: str | Path, create: bool = False, readonly: bool = False) -> None:
+    def __init__(self, folder: str | Path, create: bool = False) -> None:
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
         if not self.path.is_file():
             if not create:
                 raise VideoIndexError(f"no video index in {self.folder} (no {DB_NAME}): build one with `versanet embed VIDEO_DIR --ckpt CKPT --index {self.folder}`")
             self.folder.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{self.path.resolve()}?mode=ro" if readonly else f"file:{self.path.resolve()}"
-        # check_same_thread off: the web server answers requests from a thread pool; sqlite3 serialises access itself
-        self.db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+        # check_same_thread off: the web server answers requests from a thread pool; sqlite3 serialises access itself.
+        # timeout: a writer (embed) holds the lock for one file's transaction at a time; readers wait that long at most.
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA foreign_keys = ON")
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode = WAL")  # readers (search, serve) never block the writer (embed)
-            self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a committed file survives a crash of the process
-            self.db.executescript(SCHEMA)
-            if self.meta("format") is None:
-                self.set_meta({"format": FORMAT, "format_version": FORMAT_VERSION, "version": 0})
+        self.db.execute("PRAGMA journal_mode = WAL")  # readers (search, serve) never block the writer (embed)
+        self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a committed file survives a crash of the process
+        self.db.executescript(SCHEMA)
+        if self.meta("format") is None:
+            self.set_meta({"format": FORMAT, "format_version": FORMAT_VERSION, "version": 0})
         if self.meta("format") != FORMAT:
             raise VideoIndexError(f"{self.path} is not a versanet video index")
         if self.meta("format_version") != FORMAT_VERSION:
