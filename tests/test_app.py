@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -470,7 +471,7 @@ def browser_paths() -> tuple[str, str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *BROWSER_PACKAGES], check=True, env=env, stdout=subprocess.DEVNULL)
-    print(f"installed in {time.time() - started:.0f} s", file=sys.stderr)
+    warnings.warn(f"the browser test installed Debian's {' and '.join(BROWSER_PACKAGES)} with apt-get ({time.time() - started:.0f} s)", stacklevel=1)
     return shutil.which("chromium"), shutil.which("chromedriver")  # type: ignore[return-value]
 
 
