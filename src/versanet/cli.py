@@ -9,6 +9,8 @@
     versanet data check CONFIG_OR_DIR                        # report unreadable/short/bad files before a run
     versanet data shard CONFIG_OR_DIR OUTPUT                 # WebDataset shards of the original bytes
     versanet benchmark --ckpt PATH --suite toy|mmv|FILE       # every benchmark of a suite -> results table
+    versanet weights list | convert --from FORMAT SRC OUT    # published checkpoints -> versanet checkpoints
+    versanet features extract CONFIG DIR [--ckpt PATH]      # per-video features, MCN's release layout
     versanet embed VIDEO_DIR --ckpt CKPT --index INDEX_DIR    # your videos -> a searchable index (pip install versanet[app])
     versanet search INDEX_DIR "a red circle moving left"      # the best matching moments
     versanet serve INDEX_DIR                                  # a local web page to search and play them
@@ -23,6 +25,7 @@ their classes work as short ``class_path`` names. Config files are checked befor
 
 from __future__ import annotations
 
+import pickle
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -49,6 +52,54 @@ class VersanetCLI(LightningCLI):
         parser.set_defaults({"trainer.log_every_n_steps": 10})
         # always on: counts unreadable samples across workers and ranks, logs them, keeps them in checkpoints
         parser.add_lightning_class_args(DataHealth, "data_health")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's merge of a ``--ckpt_path``'s hyperparameters into the config, reading the file safely.
+
+        Lightning's own version reads the file weights-only but then hands its ``class_path`` values to
+        jsonargparse, which imports whatever module they name; here the file is read once with
+        :func:`versanet.checkpoint.safe_load`, and a ``class_path`` that is not registered or already
+        imported is refused (one line naming the file) before anything is resolved.
+        """
+        from versanet.checkpoint import CheckpointError, check_class_paths, safe_load
+
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        try:
+            checkpoint = safe_load(ckpt_path)
+            hparams = dict(checkpoint.get("hyper_parameters", {})) if isinstance(checkpoint, dict) else {}
+            check_class_paths(hparams, ckpt_path, "hyper_parameters")
+        except CheckpointError as err:
+            sys.exit(f"versanet: error: {err}")
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        """``--ckpt_path`` is read weights-only, whatever torch's default or its environment variables say."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            if kwargs.get("weights_only") is False:
+                sys.exit("versanet: error: --weights_only false is refused: versanet reads checkpoints as weights and plain data only "
+                         "(docs/overview.md, 'Files and trust')")
+            kwargs["weights_only"] = True
+        return kwargs
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a ``--ckpt_path`` that holds more than weights and plain data is refused in one line naming it."""
+        try:
+            super()._run_subcommand(subcommand)
+        except pickle.UnpicklingError as err:
+            path = self.config_init[subcommand].get("ckpt_path")
+            from versanet.checkpoint import unpickling_reason
+
+            sys.exit(f"versanet: error: checkpoint {path} was refused: it holds Python objects other than tensors and plain data, "
+                     f"and loading them could run code from the file ({unpickling_reason(err)})")
 
 
 def _subclasses(cls: type) -> Iterator[type]:
@@ -173,6 +224,20 @@ def tokenizer_train(captions: str, output: str, vocab_size: int = 8000, model_ty
     print(f"wrote {model} ({spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()} pieces from {len(texts)} captions)")
 
 
+#: per verb, option spellings jsonargparse cannot declare -> the ones it parses (``from`` is a keyword; short options)
+OPTION_ALIASES = {"weights": {"--from": "--from_"}, "search": {"-k": "--k"}}
+
+
+def option_aliases(args: list[str]) -> list[str]:
+    """``weights convert --from X`` -> ``--from_ X``, ``search INDEX QUERY -k 5`` -> ``--k 5`` (``=value`` forms too)."""
+    aliases = OPTION_ALIASES.get(args[0], {}) if args else {}
+    out = args[:1]
+    for arg in args[1:]:
+        name, eq, value = arg.partition("=")
+        out.append(aliases[name] + eq + value if name in aliases else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `versanet` console script."""
     run_cli(argv)
@@ -192,6 +257,8 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
         from versanet.data.check import data_check
         from versanet.data.shards import data_shard
         from versanet.deflation import deflate_command
+        from versanet.weights.convert import weights_convert, weights_list
+        from versanet.features_extract import features_extract
 
         # one entry per line: each verb is a function whose signature jsonargparse turns into the command line
         tools = {
@@ -201,12 +268,14 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
             "deflate": deflate_command,
             "data": {"check": data_check, "shard": data_shard},
             "benchmark": benchmark,
+            "weights": {"list": weights_list, "convert": weights_convert},
+            "features": {"extract": features_extract},
             "embed": app.embed,
             "search": app.search,
             "serve": app.serve,
             "plot": app.plot,
         }
-        CLI(tools, args=app.expand_short_options(args))
+        CLI(tools, args=option_aliases(args))
         return None
     for path in _config_paths(args):
         try:
@@ -227,11 +296,12 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
 
 def _config_error_in_chain(err: BaseException) -> BaseException | None:
     """The versanet config error (bad graph, unknown name) that jsonargparse wrapped while instantiating, if any."""
+    from versanet.checkpoint import CheckpointError
     from versanet.graph import GraphError
 
     seen = 0
     while err is not None and seen < 10:
-        if isinstance(err, (GraphError, registry.RegistryError)):
+        if isinstance(err, (GraphError, registry.RegistryError, CheckpointError)):
             return err
         err, seen = err.__cause__ or err.__context__, seen + 1
     return None

@@ -13,20 +13,6 @@ from contextlib import contextmanager
 from typing import Iterator, Literal
 
 
-#: single-dash short options of the verbs (jsonargparse spells every option ``--name``)
-SHORT_OPTIONS = {"search": {"-k": "--k"}}
-
-
-def expand_short_options(args: list[str]) -> list[str]:
-    """``versanet search INDEX QUERY -k 5`` -> ``... --k 5`` (``-k=5`` too); other verbs' arguments unchanged."""
-    short = SHORT_OPTIONS.get(args[0], {}) if args else {}
-    out = args[:1]
-    for arg in args[1:]:
-        name, eq, value = arg.partition("=")
-        out.append(short[name] + eq + value if name in short else arg)
-    return out
-
-
 @contextmanager
 def _friendly_errors() -> Iterator[None]:
     """Expected failures (missing extra, no index, wrong settings) as one line, not a traceback."""

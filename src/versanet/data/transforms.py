@@ -319,7 +319,7 @@ class LogMelTransform(ModalityTransform):
     """Mono waveform -> log-mel ``[1, frames, n_mels]`` (torchaudio), ``log(mel + log_offset)``.
 
     Defaults are small for 16 kHz toy audio; MMV's dmvr preset is sample_rate 48000, n_fft 2048,
-    hop 1024, 80 bins, 80-7600 Hz, offset 1e-6 (SPEC section 3). A clip without audio gives zeros
+    hop 1024, 80 bins, 80-7600 Hz, offset 1e-6 (docs/method.md, "Backbones"). A clip without audio gives zeros
     and a False mask.
     """
 

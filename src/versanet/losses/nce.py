@@ -1,4 +1,4 @@
-"""MMV's NCE (video-audio) and MIL-NCE (video-text) losses: one formula (SPEC section 2).
+"""MMV's NCE (video-audio) and MIL-NCE (video-text) losses: one formula (docs/method.md, "Losses").
 
 Legend: ``B`` local batch, ``W`` world size, ``G = W*B`` global batch, ``K`` candidates per clip
 (clip-major: row ``i*K + k`` is candidate ``k`` of clip ``i``), ``D`` embedding width.

@@ -195,9 +195,9 @@ class PretrainModule(LightningModule):
         for r in self.graph.retrieval:
             keep = first & merged[f"present:{r.query}"]
             keep &= torch.stack([merged[f"present:{m}"] for m in r.gallery]).any(0)
-            query = {m: nn.functional.normalize(merged[f"{r.query}@{r.space}"][keep], dim=-1) for m in r.gallery}
-            gallery = {m: nn.functional.normalize(merged[f"{m}@{r.space}"][keep], dim=-1) for m in r.gallery}
-            sim = fused_similarity(query, gallery, {m: merged[f"present:{m}"][keep] for m in r.gallery})
+            query = {m: merged[f"{r.query}@{r.space}"][keep] for m in r.gallery}
+            gallery = {m: merged[f"{m}@{r.space}"][keep] for m in r.gallery}
+            sim = fused_similarity(query, gallery, {m: merged[f"present:{m}"][keep] for m in r.gallery}, r.fusion)
             for q, g, s in ((r.query, r.gallery_name, sim), (r.gallery_name, r.query, sim.T)):
                 results.append({"query": q, "gallery": g, "space": r.space, "n": int(keep.sum()), **retrieval_metrics(s)})
         self.retrieval_results = results

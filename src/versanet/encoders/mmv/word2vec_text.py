@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from versanet.encoders.base import Tokens
 from versanet.encoders.text import WordMaxPoolEncoder
 from versanet.registry import register
 from versanet.text.word2vec import PAD_ID, Word2VecSubset, cached_word2vec_subset, read_word_list
+
+if TYPE_CHECKING:
+    from versanet.weights.layout import NamedParams
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,9 @@ class Word2VecTextEncoder(WordMaxPoolEncoder):
     Args:
         embed_dim: width of the word vectors (must match the file's).
         vocab_size: rows of the random table (ignored when the table comes from a file).
+        pool_padding: take the max over ALL ``L`` positions, padding included (the padding id's row
+            of the table goes through the Linear and ReLU like a word), as MMV's and MIL-NCE's released
+            text towers do; converted checkpoints set it. False (default) leaves padding out.
     """
 
     contract_kwargs = {"embeddings_path": None, "vocab_size": 50, "embed_dim": 8, "out_dim": 16}
@@ -78,9 +85,11 @@ class Word2VecTextEncoder(WordMaxPoolEncoder):
         out_dim: int = 2048,
         pad_id: int = PAD_ID,
         seed: int = 0,
+        pool_padding: bool = False,
         modality: str = "text",
     ) -> None:
         super().__init__(modality, embed_dim, out_dim, pad_id)
+        self.pool_padding = pool_padding
         self.embeddings_path, self.vocab_path = embeddings_path, vocab_path
         self.vocab_size = vocab_size
         self.table_source = "random"  # "random" | "deferred" | a file path | "checkpoint"
@@ -115,13 +124,22 @@ class Word2VecTextEncoder(WordMaxPoolEncoder):
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
         # the checkpoint's table is the one the model was trained with: take its size, whatever ours is
         saved = state_dict.get(prefix + "table")
-        if saved is not None and saved.dim() == 2 and saved.shape[1] == self.embed_dim and saved.shape != self.table.shape:
-            self.table = torch.empty(saved.shape, dtype=self.table.dtype, device=self.table.device)
+        if saved is not None and saved.dim() == 2 and saved.shape[1] == self.embed_dim:
+            if saved.shape != self.table.shape:
+                self.table = torch.empty(saved.shape, dtype=self.table.dtype, device=self.table.device)
             self.vocab_size = saved.shape[0]
-            self.table_source = "checkpoint"
+            self.table_source = "checkpoint"  # never replaced by a data module's table afterwards
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     # ------------------------------------------------------------------ Encoder
+    def forward_tokens(self, x: Tensor) -> Tokens:
+        """``[N, L]`` ids -> per-word features ``[N, L, E]`` (mask: not padding) and their max ``[N, E]``
+        (over every position when ``pool_padding``)."""
+        out = super().forward_tokens(x)
+        if self.pool_padding:
+            out.pooled = out.tokens.amax(dim=1)
+        return out
+
     def word_vectors(self, x: Tensor) -> Tensor:
         """``[N, L]`` word ids -> frozen word2vec vectors ``[N, L, embed_dim]``."""
         if self.table.shape[0] == 0:
@@ -163,3 +181,24 @@ class Word2VecTextEncoder(WordMaxPoolEncoder):
         pad = spec.get("pad_id")
         if pad is not None and pad != self.pad_id:
             raise ValueError(f"the tokenizer pads with id {pad} but Word2VecTextEncoder.pad_id is {self.pad_id}")
+
+
+# ---------------------------------------------------------------------------- published weights
+def word2vec_text_state_dict_from_milnce(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """MIL-NCE's ``text_module`` (``word_embd`` [V, 300], ``fc1`` 300 -> 2048) -> :class:`Word2VecTextEncoder` keys.
+
+    Row 0 of ``word_embd`` is the padding id's vector (the port pools over it: ``pool_padding=True``);
+    ``fc2`` (2048 -> 512) is the text head, not the encoder's.
+    """
+    return {"table": state["text_module.word_embd.weight"], "proj.weight": state["text_module.fc1.weight"], "proj.bias": state["text_module.fc1.bias"]}
+
+
+def word2vec_text_state_dict_from_mmv(params: "NamedParams") -> dict[str, Tensor]:
+    """MMV's ``text_module`` (``embed/embeddings`` [V, 300], ``text_conv1``: a width-1 Conv1D 300 -> 2048) -> encoder keys."""
+    from versanet.weights.layout import conv1x1_as_linear
+
+    return {
+        "table": params.get("text_module/embed", "embeddings"),
+        "proj.weight": conv1x1_as_linear(params.get("text_module/text_conv1", "w")),
+        "proj.bias": params.get("text_module/text_conv1", "b"),
+    }
