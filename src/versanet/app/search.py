@@ -43,6 +43,8 @@ class Searcher:
 
     def __init__(self, index_dir: str | Path, ckpt: str | Path | None = None, device: str = "auto", nprobe: int | None = None) -> None:
         self.store = ClipStore(index_dir)
+        if self.store.meta("checkpoint_sha256_16") is None and ckpt is None:
+            raise VideoIndexError(f"the index in {index_dir} holds nothing yet: no `versanet embed` has finished setting it up")
         self.nprobe = nprobe
         self.ckpt = Path(ckpt or self.store.meta("checkpoint") or "")
         self._encoder: ClipEncoder | None = None
