@@ -128,6 +128,14 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     "--data.init_args.root data/msrvtt --data.init_args.transforms '{video: {class_path: VideoClipTransform, init_args: {crop: 224, resize: 224}}, "
     "text: {class_path: VocabularyTokenize, init_args: {checkpoint: milnce_s3d.ckpt}}}'":
         Run((*TINY_LOADER, "--data.init_args.num_frames=8", "--data.init_args.eval_clips=1"), expect="test/text_to_video/R@1"),
+    # --- README and docs/search.md: search your own videos (the app extra)
+    f"versanet embed data/toy/videos --ckpt {QUICKSTART_CKPT} --index runs/search/toy --every 2": Run(("--workers", "0"), expect="embedded",
+                                                                                                         writes="runs/search/toy/vectors/video.faiss"),
+    'versanet search runs/search/toy "a red circle moving left" -k 5': Run(expect="(5 of "),
+    'pip install -e ".[app]"': Elsewhere(".ci/run: the test extra includes the app extra"),
+    'versanet search runs/search/toy "a blue square moving up" -k 5': Run(expect="(5 of "),
+    "versanet serve runs/search/toy": Elsewhere("tests/test_app.py: the server on a free port, its page in headless Chromium"),
+    "versanet plot runs/search/toy --labels data/toy/labels.csv --column colour": Run(("--method", "pca"), expect="wrote", writes="runs/search/toy/plot.html"),
     # --- docs/plugins.md
     "versanet list --kind encoder": Run(expect="MotionCNN"),
     "versanet fit --config plugins/versanet-motion/configs/four_modalities.yaml": Run(TINY_FIT, writes="runs/four-modalities/lightning_logs/version_0/checkpoints"),

@@ -11,6 +11,10 @@
     versanet benchmark --ckpt PATH --suite toy|mmv|FILE       # every benchmark of a suite -> results table
     versanet weights list | convert --from FORMAT SRC OUT    # published checkpoints -> versanet checkpoints
     versanet features extract CONFIG DIR [--ckpt PATH]      # per-video features, MCN's release layout
+    versanet embed VIDEO_DIR --ckpt CKPT --index INDEX_DIR    # your videos -> a searchable index (pip install versanet[app])
+    versanet search INDEX_DIR "a red circle moving left"      # the best matching moments
+    versanet serve INDEX_DIR                                  # a local web page to search and play them
+    versanet plot INDEX_DIR [--labels CSV --column NAME]      # the joint space in 2-D
 
 Required arguments of the tool commands are positional, options are flags (jsonargparse's CLI).
 
@@ -220,6 +224,20 @@ def tokenizer_train(captions: str, output: str, vocab_size: int = 8000, model_ty
     print(f"wrote {model} ({spm.SentencePieceProcessor(model_file=str(model)).get_piece_size()} pieces from {len(texts)} captions)")
 
 
+#: per verb, option spellings jsonargparse cannot declare -> the ones it parses (``from`` is a keyword; short options)
+OPTION_ALIASES = {"weights": {"--from": "--from_"}, "search": {"-k": "--k"}}
+
+
+def option_aliases(args: list[str]) -> list[str]:
+    """``weights convert --from X`` -> ``--from_ X``, ``search INDEX QUERY -k 5`` -> ``--k 5`` (``=value`` forms too)."""
+    aliases = OPTION_ALIASES.get(args[0], {}) if args else {}
+    out = args[:1]
+    for arg in args[1:]:
+        name, eq, value = arg.partition("=")
+        out.append(aliases[name] + eq + value if name in aliases else arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `versanet` console script."""
     run_cli(argv)
@@ -234,6 +252,7 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
     if args and args[0] not in LIGHTNING_COMMANDS and not args[0].startswith("-"):
         from jsonargparse import CLI
 
+        from versanet.app import commands as app
         from versanet.benchmark_suite import benchmark
         from versanet.data.check import data_check
         from versanet.data.shards import data_shard
@@ -251,8 +270,12 @@ def run_cli(argv: list[str] | None = None) -> VersanetCLI | None:
             "benchmark": benchmark,
             "weights": {"list": weights_list, "convert": weights_convert},
             "features": {"extract": features_extract},
+            "embed": app.embed,
+            "search": app.search,
+            "serve": app.serve,
+            "plot": app.plot,
         }
-        CLI(tools, args=["--from_" if a == "--from" else a for a in args] if args[0] == "weights" else args)
+        CLI(tools, args=option_aliases(args))
         return None
     for path in _config_paths(args):
         try:
