@@ -70,6 +70,7 @@ class PretrainModule(LightningModule):
             term.build(graph, dims)
         self.terms = nn.ModuleDict({t.name: t for t in graph.terms})
         self.transforms: dict[str, Any] = {}  # the data transforms, restored from a checkpoint (versanet.checkpoint)
+        self.clip: dict[str, Any] = {}  # the training clip geometry {num_frames, fps, audio_rate}, restored likewise
         self._eval_outputs: list[dict[str, Tensor]] = []
         self.retrieval_results: list[dict[str, Any]] = []  # the last eval epoch's, for reports
         self.register_state_dict_post_hook(_drop_aliases)
@@ -226,13 +227,18 @@ class PretrainModule(LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         transforms = getattr(datamodule, "transforms", None) or self.transforms
         checkpoint["versanet"] = {"format_version": FORMAT_VERSION, "transforms": export_transforms(transforms)}
+        # the clip geometry the model was trained on (frames, rate): tools that cut new videos into clips read it
+        clip = {k: v for k, v in (getattr(datamodule, "clip_kw", None) or {}).items() if k in ("num_frames", "fps", "audio_rate")}
+        if clip or self.clip:
+            checkpoint["versanet"]["clip"] = clip or dict(self.clip)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from versanet.checkpoint import build_transforms
 
-        exported = checkpoint.get("versanet", {}).get("transforms")
-        if exported:
-            self.transforms = build_transforms(exported)
+        stored = checkpoint.get("versanet", {})
+        if stored.get("transforms"):
+            self.transforms = build_transforms(stored["transforms"])
+        self.clip = dict(stored.get("clip") or {})
 
     # ------------------------------------------------------------------ setup and optimisation
     def setup(self, stage: str) -> None:
