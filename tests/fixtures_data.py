@@ -58,14 +58,18 @@ def write_video(path: Path, seconds: float = 3.0, audio: bool = True, tone_at: f
     if path.suffix == ".mp4" and audio and not faststart:
         write_toy_mp4(path, frames, sound, FPS, RATE)
         return path
-    codec = "libx264" if path.suffix == ".mp4" else "mpeg4"
+    codec = {".mp4": "libx264", ".webm": "libvpx"}.get(path.suffix, "mpeg4")
     acodec = "aac" if path.suffix == ".mp4" else "pcm_s16le"
+    if path.suffix == ".webm" and audio:
+        raise ValueError("write_video: .webm fixtures are video-only (VP8)")
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), mode="w", options=options) as container:
         vs = container.add_stream(codec, rate=FPS)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             vs.options = {"bf": "0", "g": str(FPS)}
+        elif codec == "libvpx":
+            vs.options = {"g": str(FPS), "deadline": "realtime"}
         else:
             vs.options = {"qscale": "2"}
             vs.codec_context.gop_size = FPS
