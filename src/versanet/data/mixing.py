@@ -10,12 +10,14 @@ is built from and cached under the corpus that has text, not looked for under ea
 corpus without text (AudioSet) yields all-padding text with a False text mask, which the losses
 honour. Samples keep ``mask``, ``index`` (into the concatenation), ``bad_count``, ``bad_files``,
 ``short_files`` and gain ``corpus`` (int); per-corpus labels are dropped. Validation uses the
-``val_from`` corpus's validation set.
+``val_from`` corpus's validation set. The mixed module's loader settings (batch sizes, workers) apply
+to every loader; the corpora's own are not used.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,6 +61,8 @@ class MixedDataModule(LightningDataModule):
         transforms: used by every corpus (replacing theirs); None: the first corpus's transforms, shared by all.
         modalities: keep only these keys of the shared transforms (e.g. ``[video, audio]`` for a model
             without text); None keeps them all.
+        roots: the corpora's folders, in order (replacing each data module's ``root``): one override for a
+            mix given in a file (``--data.init_args.roots='[/data/howto100m, /data/audioset]'``).
         samples_per_epoch: training samples per epoch (default: the sizes summed).
         val_from: which corpus's validation set to use.
         seed: the draws' seed (with the epoch).
@@ -66,7 +70,7 @@ class MixedDataModule(LightningDataModule):
 
     def __init__(
         self, datamodules: list[LightningDataModule], proportions: list[float], transforms: dict[str, ModalityTransform] | None = None,
-        modalities: list[str] | None = None, batch_size: int = 32, val_batch_size: int | None = None, num_workers: int = 2,
+        modalities: list[str] | None = None, roots: list[str] | None = None, batch_size: int = 32, val_batch_size: int | None = None, num_workers: int = 2,
         samples_per_epoch: int | None = None, val_from: int = 0, seed: int = 0,
     ) -> None:
         super().__init__()
@@ -75,6 +79,11 @@ class MixedDataModule(LightningDataModule):
         if any(p < 0 for p in proportions) or sum(proportions) <= 0:
             raise ValueError(f"MixedDataModule: proportions must be >= 0 and not all 0, got {proportions}")
         self.datamodules, self.proportions = list(datamodules), [p / sum(proportions) for p in proportions]
+        if roots is not None:
+            if len(roots) != len(self.datamodules):
+                raise ValueError(f"MixedDataModule: {len(roots)} roots for {len(self.datamodules)} data modules")
+            for dm, root in zip(self.datamodules, roots):
+                dm.root = Path(root)
         shared = dict(transforms if transforms is not None else getattr(self.datamodules[0], "transforms", {}))
         if modalities is not None:
             unknown = sorted(set(modalities) - set(shared))
@@ -144,7 +153,8 @@ class MixedDataModule(LightningDataModule):
                            num_samples=self.samples_per_epoch or sum(self.sizes), progress=fit_progress(self))
 
     def val_dataloader(self) -> DataLoader:
-        return self.datamodules[self.val_from].val_dataloader()
+        return make_loader(self.val_set, self.val_batch_size, False, self.num_workers)
 
     def test_dataloader(self) -> DataLoader:
-        return self.datamodules[self.val_from].test_dataloader()
+        dm = self.datamodules[self.val_from]
+        return make_loader(dm.test_set, self.val_batch_size, False, self.num_workers)
