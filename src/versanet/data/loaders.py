@@ -174,7 +174,9 @@ def make_loader(
     ``drop_last``; ``weights``/``num_samples`` for weighted draws; ``progress`` from :func:`fit_progress`);
     otherwise every sample in order. Workers persist across epochs.
     """
-    common: dict[str, Any] = dict(num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(), collate_fn=collate_fn)
+    # the loader's own generator: creating an iterator (the workers' base seed) draws nothing from the training process's RNG
+    common: dict[str, Any] = dict(num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=torch.cuda.is_available(),
+                                  collate_fn=collate_fn, generator=torch.Generator().manual_seed(derived_seed(seed)))
     if not train:
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
     world, rank = distributed_split()
