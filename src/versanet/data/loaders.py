@@ -5,7 +5,7 @@ Evaluation loaders keep every sample in order. Training loaders:
 - draw the epoch's order from ``(seed, epoch)`` only (a permutation, or a weighted draw with
   replacement for mixed corpora), split across DDP ranks like ``DistributedSampler`` (Lightning then
   leaves the sampler alone), and drop the last incomplete batch (every rank must gather the same shape
-  for the contrastive losses);
+  for the contrastive losses; a training set smaller than one batch keeps its one partial batch);
 - give every sample its own randomness: before ``dataset[index]`` torch's RNG is seeded from
   ``(seed, epoch, index)`` (in a forked RNG state, so the training process's own stream is untouched).
   Clip windows, caption windows and augmentations are therefore a function of the sample, not of the
@@ -111,8 +111,9 @@ class ResumableLoader(DataLoader):
     not those the loader had prefetched. Without it the loader counts the batches it yielded.
     """
 
-    def __init__(self, dataset: SeededSamples, batch_size: int, sampler: EpochSampler, progress: Progress | None = None, **kwargs: Any) -> None:
-        super().__init__(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, **kwargs)
+    def __init__(self, dataset: SeededSamples, batch_size: int, sampler: EpochSampler, progress: Progress | None = None,
+                 drop_last: bool = True, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **kwargs)
         self.progress = progress
         self._yielded = 0
 
@@ -181,7 +182,5 @@ def make_loader(
         return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
     world, rank = distributed_split()
     sampler = EpochSampler(dataset, seed=seed, num_replicas=world, rank=rank, weights=weights, num_samples=num_samples)
-    if len(sampler) < batch_size:
-        raise ValueError(f"{type(dataset).__name__}: {len(sampler)} training samples per rank, fewer than one batch of {batch_size}; "
-                         "lower batch_size or add data")
-    return ResumableLoader(SeededSamples(dataset, seed), batch_size, sampler, progress, **common)
+    # a training set smaller than one batch keeps its one partial batch (equal on every rank: the sampler pads)
+    return ResumableLoader(SeededSamples(dataset, seed), batch_size, sampler, progress, drop_last=len(sampler) >= batch_size, **common)
