@@ -23,6 +23,7 @@ def tiny_config(path: Path, toy_root: Path) -> Path:
     """The quickstart FAC config at toy size, with two loader workers and a checkpoint every step."""
     config = yaml.safe_load((REPO / "configs" / "quickstart" / "fac.yaml").read_text())
     config["trainer"].update(max_steps=STEPS, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=1, enable_progress_bar=False,
+                             logger={"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(path.parent / "run")}},
                              callbacks=[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                                          "init_args": {"dirpath": str(path.parent / "ckpt"), "save_last": True, "every_n_train_steps": 1}}])
     config["trainer"].pop("max_epochs", None)
