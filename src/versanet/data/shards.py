@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from versanet.data.datasets.base import ClipDataset, VideoItem
 from versanet.data.failures import joined
-from versanet.data.loaders import derived_seed
+from versanet.data.loaders import derived_seed, seeded
 from versanet.data.video_io import MediaDecodeError
 
 log = logging.getLogger("versanet.data")
@@ -190,8 +190,7 @@ class ShardDataset(IterableDataset):
             if name in ds.bad:  # unreadable before: not decoded again
                 continue
             ds.tried += 1
-            with torch.random.fork_rng(devices=[]):  # the sample's randomness: a function of (seed, epoch, index), as for files
-                torch.manual_seed(derived_seed(self.seed, self.epoch, int(meta.get("index", n))))
+            with seeded(derived_seed(self.seed, self.epoch, int(meta.get("index", n)))):  # as for files: (seed, epoch, index)
                 try:
                     if media is None:
                         raise MediaDecodeError(name, "no media file in the shard sample")
