@@ -112,7 +112,7 @@ COVERAGE: dict[str, Run | Elsewhere] = {
                                                                                          expect="T->V R@1"),
     # --- docs/data.md (the MMV configs' data: resolved here; trained on fixture layouts in tests/test_mmv_configs.py)
     "versanet fit --config configs/mmv/fac_s3dg.yaml": Run(("--print_config",), expect="class_path: versanet.data.mixing.MixedDataModule"),
-    "versanet fit --config configs/mmv/fac_s3dg.yaml --config configs/data/howto100m.yaml": Run(("--print_config",), expect="class_path: versanet.text.word2vec.Word2VecTokenize"),
+    "versanet fit --config configs/mmv/fac_s3dg.yaml --config configs/data/howto100m.yaml": Run(("--print_config",), expect="class_path: versanet.text.Word2VecTokenize"),
     "versanet fit --config configs/mmv/fac_s3dg.yaml --data.init_args.roots='[/data/htm, /data/audioset]'": Run(("--print_config",), expect="- /data/audioset"),
     "versanet fit --config configs/mmv/fac_s3dg.yaml --ckpt_path runs/mmv-fac_s3dg/checkpoints/last.ckpt": Elsewhere(
         "tests/test_resume.py (a real run killed with SIGKILL mid-epoch, resumed with --ckpt_path last.ckpt); the MMV configs' last.ckpt: tests/test_mmv_configs.py"),
