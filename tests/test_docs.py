@@ -92,8 +92,8 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     f"versanet test --config configs/quickstart/fac.yaml --ckpt_path {QUICKSTART_CKPT}": Run(TINY_TEST, expect="test/text_to_video@vat/R@1"),
     "versanet list": Run(expect="SmallVideoCNN"),
     "versanet toy-data data/toy --num_train 800 --num_val 100": Run(("--num_train", "24", "--num_val", "8", "--seconds", "3.0"), expect="toy world written to"),
-    "versanet data check configs/mmv/fac_s3dg.yaml": Elsewhere("h8a (issue 8, items 3 and 6): the MMV configs' data on fixture layouts; "
-                                                               "tests/test_data_check.py checks `data check` on a config"),
+    "versanet data check configs/mmv/fac_s3dg.yaml": Elsewhere("tests/test_mmv_configs.py::test_data_check_reads_the_mix_of_an_mmv_config_relative_"
+                                                               "to_the_config (on HowTo100M and AudioSet fixture layouts)"),
     "versanet benchmark --ckpt PATH --suite toy": Run(("--data_root", "data/toy", "--only", "[toy_linear_shape]", "--overrides", "[--trainer.max_epochs=1]",
                                                        "--output", "runs/docs_toy_suite", *BENCH_FLAGS), expect="| PATH |"),
     "versanet tokenizer train captions.csv spm.model --vocab_size 8000": Run(expect="wrote spm.model"),
@@ -110,6 +110,12 @@ COVERAGE: dict[str, Run | Elsewhere] = {
                                                                 "[--model.init_args.train_views=1,--data.init_args.num_workers=0]"), expect="| PRETRAIN |"),
     f"versanet benchmark --ckpt {QUICKSTART_CKPT} --suite toy --data_root data/toy": Run(("--only", "[toy_zeroshot]", "--output", "runs/docs_toy_suite2", *BENCH_FLAGS),
                                                                                          expect="T->V R@1"),
+    # --- docs/data.md (the MMV configs' data: resolved here; trained on fixture layouts in tests/test_mmv_configs.py)
+    "versanet fit --config configs/mmv/fac_s3dg.yaml": Run(("--print_config",), expect="class_path: versanet.data.mixing.MixedDataModule"),
+    "versanet fit --config configs/mmv/fac_s3dg.yaml --config configs/data/howto100m.yaml": Run(("--print_config",), expect="class_path: versanet.text.Word2VecTokenize"),
+    "versanet fit --config configs/mmv/fac_s3dg.yaml --data.init_args.roots='[/data/htm, /data/audioset]'": Run(("--print_config",), expect="- /data/audioset"),
+    "versanet fit --config configs/mmv/fac_s3dg.yaml --ckpt_path runs/mmv-fac_s3dg/checkpoints/last.ckpt": Elsewhere(
+        "tests/test_resume.py (a real run killed with SIGKILL mid-epoch, resumed with --ckpt_path last.ckpt); the MMV configs' last.ckpt: tests/test_mmv_configs.py"),
     # --- docs/configs.md
     "versanet fit --config configs/benchmarks/toy_linear.yaml --config configs/benchmarks/toy_linear_lowshot.yaml --print_config": Run(expect="train_per_class: 1"),
     # --- docs/mmv.md

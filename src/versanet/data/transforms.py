@@ -30,7 +30,8 @@ class RawClip:
     """What the reader decoded for one sample.
 
     ``frames``: uint8 ``[T, H, W, 3]``; ``audio``: float32 ``[S]`` mono at ``audio_rate`` (None when the
-    file has no audio stream); ``captions``: up to K candidate texts, nearest first.
+    file has no audio stream); ``captions``: up to K candidate texts, nearest first; ``padded``: the file
+    is shorter than the clip, so its last frame repeats (see ``short_clips``).
     """
 
     video_id: str
@@ -41,6 +42,7 @@ class RawClip:
     audio: np.ndarray | None = None
     audio_rate: int | None = None
     captions: list[str] = field(default_factory=list)
+    padded: bool = False
 
 
 @dataclass

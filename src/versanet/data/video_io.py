@@ -40,13 +40,18 @@ class MediaDecodeError(RuntimeError):
 
 @dataclass
 class Clip:
-    """A decoded window: ``frames [T, H, W, 3]`` uint8, ``audio [S]`` float32 mono (None without an audio stream)."""
+    """A decoded window: ``frames [T, H, W, 3]`` uint8, ``audio [S]`` float32 mono (None without an audio stream).
+
+    ``short``: the file is shorter than the window (by more than half a frame): its last frame repeats
+    and its audio is zero-padded to fill the window.
+    """
 
     frames: np.ndarray | None
     audio: np.ndarray | None
     start: float
     duration: float
     video_duration: float
+    short: bool = False
 
 
 @dataclass
@@ -287,7 +292,8 @@ def read_clips(
             for j, i in enumerate(run):
                 clip_frames = np.stack(frames[j * num_frames : (j + 1) * num_frames]) if frames is not None else None
                 clip_audio = _window(audio[0], audio[1], fitted[i], duration, audio_rate) if audio is not None else None
-                clips[i] = Clip(clip_frames, clip_audio, fitted[i], duration, video_duration)
+                short = 0 < video_duration < duration - 0.5 / fps
+                clips[i] = Clip(clip_frames, clip_audio, fitted[i], duration, video_duration, short)
     return clips  # type: ignore[return-value]
 
 
