@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from versanet.encoders import Encoder
 from versanet.eval.retrieval import first_occurrence, fused_similarity, retrieval_metrics
 from versanet.graph import Edge, GraphError, ModalityGraph
+from versanet.models.accumulation import RngState, concat_embeddings, keep_running_stats, split_batch
 from versanet.objective import TermInputs, combine
 from versanet.schedules import warmup_cosine
 
@@ -40,6 +41,11 @@ class PretrainModule(LightningModule):
             to ``lr * final_lr_ratio`` at the last training step.
         sync_batchnorm: convert BatchNorm to SyncBatchNorm when training on several accelerators
             (torch has no CPU SyncBatchNorm; under CPU DDP the statistics stay per process).
+        negatives_accumulation: split each training batch into this many micro-batches, run the
+            networks one micro-batch at a time and the objective once on the whole batch (GradCache,
+            :mod:`versanet.models.accumulation`): the negative pool is ``world_size * batch_size`` with
+            the activation memory of ``batch_size / negatives_accumulation`` clips, for one extra
+            forward per micro-batch. 1 (default): one pass over the batch.
     """
 
     def __init__(
@@ -53,8 +59,12 @@ class PretrainModule(LightningModule):
         warmup_steps: int = 1000,
         final_lr_ratio: float = 0.0,
         sync_batchnorm: bool = True,
+        negatives_accumulation: int = 1,
     ) -> None:
         super().__init__()
+        if negatives_accumulation < 1:
+            raise ValueError(f"negatives_accumulation must be >= 1 (micro-batches per training batch), got {negatives_accumulation}")
+        self.negatives_accumulation = int(negatives_accumulation)
         self.save_hyperparameters(ignore=["encoders", "graph", "trunks"] if not self._from_cli() else None)
         # trunks first: a shared tensor's checkpoint key is its first name, trunks.<name>.*
         self.trunks = nn.ModuleDict(trunks or {})
@@ -150,8 +160,12 @@ class PretrainModule(LightningModule):
             term.update(inputs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        emb = self(batch)
-        losses = self.objective(batch, emb)
+        if self.negatives_accumulation > 1:
+            emb, losses, loss = self._accumulated_step(batch, batch_idx)
+        else:
+            emb = self(batch)
+            losses = self.objective(batch, emb)
+            loss = losses["loss"]
         self.update_terms(batch, emb)
         batch_size = self.batch_size_of(batch)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=batch_size)
@@ -159,7 +173,73 @@ class PretrainModule(LightningModule):
         for name, term in self.terms.items():
             for key, value in term.metrics().items():
                 self.log(f"train/{name}/{key}", value, batch_size=batch_size)
-        return losses["loss"]
+        return loss
+
+    # ------------------------------------------------------------------ negatives accumulation (GradCache)
+    def _accumulated_step(self, batch: dict[str, Any], batch_idx: int) -> tuple[Embeddings, dict[str, Tensor], Tensor]:
+        """The objective on the whole batch, the networks one micro-batch at a time (:mod:`versanet.models.accumulation`).
+
+        Returns the whole batch's (detached) embeddings, the objective's losses, and the tensor Lightning
+        back-propagates: the objective (for the terms' own parameters, e.g. a learned temperature) plus the
+        last micro-batch's re-run against its cached gradient, with the value of ``losses["loss"]``.
+
+        Micro-batches 1..N-1 are back-propagated here, inside the training step: under DDP that is inside
+        the wrapped forward, before the reducer expects gradients, so they accumulate locally, and the one
+        backward Lightning runs afterwards reduces the sum across ranks (DDP's ``no_sync`` accumulation).
+        That is also why :meth:`optimizer_zero_grad` leaves the gradients alone on this path and they are
+        zeroed here, at the first batch of each optimizer step.
+        """
+        trainer = self.trainer
+        if batch_idx % trainer.accumulate_grad_batches == 0:
+            for optimizer in trainer.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+        micro = split_batch(batch, self.negatives_accumulation, self.batch_size_of(batch))
+        states, parts = [], []
+        with torch.no_grad(), keep_running_stats(self):
+            for chunk in micro:
+                states.append(RngState.capture(self.device))
+                parts.append(self(self._inputs_to_device(chunk)))
+        emb = {k: v.requires_grad_() for k, v in concat_embeddings(parts).items()}
+        losses = self.objective(batch, emb)
+        keys = list(emb)
+        cached = torch.autograd.grad(losses["loss"], [emb[k] for k in keys], retain_graph=True, allow_unused=True)
+        scaler = getattr(trainer.precision_plugin, "scaler", None)  # fp16: scale as Lightning's backward does
+        offsets = dict.fromkeys(keys, 0)
+        for i, (chunk, state) in enumerate(zip(micro, states)):
+            state.restore()
+            out = self(self._inputs_to_device(chunk))
+            pairs = []
+            for key, grad in zip(keys, cached):
+                n = out[key].shape[0]
+                if grad is not None:
+                    pairs.append((out[key], grad[offsets[key] : offsets[key] + n]))
+                offsets[key] += n
+            if i < len(micro) - 1:
+                grads = [scaler.scale(g) if scaler is not None else g for _, g in pairs]
+                torch.autograd.backward([o for o, _ in pairs], grads)
+                continue
+            surrogate = sum((o * g).sum() for o, g in pairs)  # its gradient w.r.t. o is g; its value is dropped
+            loss = losses["loss"] + (surrogate - surrogate.detach())
+        return {k: v.detach() for k, v in emb.items()}, losses, loss
+
+    def _inputs_to_device(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """A micro-batch with its modality inputs on the module's device (they stay on the host, :meth:`transfer_batch_to_device`)."""
+        return {k: v.to(self.device, non_blocking=True) if k in self.encoders and isinstance(v, Tensor) else v for k, v in chunk.items()}
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """With ``negatives_accumulation``, a training batch's modality inputs stay on the host (pinned by the loader)
+        and move one micro-batch at a time: only the embeddings of the whole batch live on the device."""
+        if self.negatives_accumulation > 1 and self._trainer is not None and self.trainer.training and isinstance(batch, dict):
+            inputs = {k: v for k, v in batch.items() if k in self.encoders}
+            rest = super().transfer_batch_to_device({k: v for k, v in batch.items() if k not in inputs}, device, dataloader_idx)
+            return {**rest, **inputs}
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """Lightning zeroes gradients between the training step and its backward; with ``negatives_accumulation`` the
+        step has already back-propagated its first micro-batches, so they are zeroed in the step instead."""
+        if self.negatives_accumulation == 1:
+            optimizer.zero_grad()
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
@@ -260,6 +340,7 @@ class PretrainModule(LightningModule):
                 nn.SyncBatchNorm.convert_sync_batchnorm(self)
 
     def on_fit_start(self) -> None:
+        self._attach_wrapped_trunks()
         dims = {m: enc.out_dim for m, enc in self.encoders.items()}
         rank_zero_info(self.graph.summary(dims, self.heads))
         parts = []
@@ -268,6 +349,13 @@ class PretrainModule(LightningModule):
             parts.append(f"{m}={type(enc).__name__} ({enc.num_parameters():,} params{shared})")
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
         rank_zero_info("  encoders: " + ", ".join(parts) + f"; total trainable {total:,} (shared tensors once)")
+
+    def _attach_wrapped_trunks(self) -> None:
+        """After a strategy wrapped a shared trunk (an FSDP unit replaces it in ``trunks``), hand the wrapper to its encoders."""
+        for encoder in self.encoders.values():
+            name = encoder.shared_trunk
+            if name is not None and encoder.trunk is not self.trunks[name]:
+                encoder.attach_trunk(self.trunks[name])
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
@@ -295,12 +383,23 @@ def attach_trunks(encoders: dict[str, Encoder], trunks: nn.ModuleDict) -> None:
         raise GraphError(f"trunk(s) {', '.join(unused)} are built but no encoder names them (set `trunk: NAME` in an encoder)")
 
 
+# name segments of the modules FSDP and activation checkpointing wrap around a module; state dicts drop them
+_WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def _state_dict_name(name: str) -> str:
+    """A parameter's name as state dicts spell it: without wrapper segments (``encoders._fsdp_wrapped_module.x`` -> ``encoders.x``)."""
+    for segment in _WRAPPER_SEGMENTS:
+        name = name.replace(segment, "")
+    return name
+
+
 def _aliases(module: nn.Module) -> dict[str, str]:
     """State-dict names that hold a tensor already listed under an earlier name: ``{alias: first name}``."""
     first: dict[int, str] = {}
     aliases: dict[str, str] = {}
     named = list(module.named_parameters(remove_duplicate=False)) + list(module.named_buffers(remove_duplicate=False))
-    for name, tensor in named:
+    for name, tensor in ((_state_dict_name(n), t) for n, t in named):
         if id(tensor) in first:
             aliases[name] = first[id(tensor)]
         else:
