@@ -125,3 +125,15 @@ def test_schedule_logging_clipping_and_bf16_work_as_on_the_default_path(tmp_path
     assert watch.lrs == pytest.approx(expected_lrs)
     assert all(before > 0.05 for before in watch.before) and all(after == pytest.approx(0.05, rel=1e-3) for after in watch.after)
     assert {"train/loss", "train/video_audio@va", "train/video_text@vat", "train/video_audio@va/temperature"} <= set(trainer.logged_metrics)
+
+
+def test_several_steps_follow_the_one_pass_run(tmp_path: Path) -> None:
+    """Each step starts from clean gradients: three accumulated steps trace the losses of three one-pass steps."""
+    runs = {}
+    for n in (1, 2):
+        fit_job({"model": {"graph": "milnce_masks", "accumulation": n}, "clips": 8, "steps": 3, "out": str(tmp_path / f"{n}.pt")})
+        runs[n] = torch.load(tmp_path / f"{n}.pt", weights_only=True)
+    assert runs[2]["losses"] == pytest.approx(runs[1]["losses"], abs=1e-5)
+    assert len(set(runs[1]["losses"])) == 3
+    for name, value in runs[1]["params"].items():
+        torch.testing.assert_close(runs[2]["params"][name], value, atol=1e-5, rtol=1e-4)

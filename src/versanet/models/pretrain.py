@@ -186,13 +186,11 @@ class PretrainModule(LightningModule):
         Micro-batches 1..N-1 are back-propagated here, inside the training step: under DDP that is inside
         the wrapped forward, before the reducer expects gradients, so they accumulate locally, and the one
         backward Lightning runs afterwards reduces the sum across ranks (DDP's ``no_sync`` accumulation).
-        That is also why :meth:`optimizer_zero_grad` leaves the gradients alone on this path and they are
-        zeroed here, at the first batch of each optimizer step.
+        That is also why :meth:`optimizer_zero_grad` leaves the gradients alone on this path: they are zeroed
+        before the step (:meth:`on_train_batch_start`).
         """
         trainer = self.trainer
-        if batch_idx % trainer.accumulate_grad_batches == 0:
-            for optimizer in trainer.optimizers:
-                optimizer.zero_grad(set_to_none=True)
+        self._check_units_for_accumulation()
         micro = split_batch(batch, self.negatives_accumulation, self.batch_size_of(batch))
         states, parts = [], []
         with torch.no_grad(), keep_running_stats(self):
@@ -222,6 +220,21 @@ class PretrainModule(LightningModule):
             loss = losses["loss"] + (surrogate - surrogate.detach())
         return {k: v.detach() for k, v in emb.items()}, losses, loss
 
+    def _check_units_for_accumulation(self) -> None:
+        """Under FSDP, the micro-batches back-propagate while the root unit's forward (the training step) is still open,
+        which FSDP allows only for units of their own: every encoder and head must be one."""
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        if not isinstance(self.trainer.strategy.model, FSDP):
+            return
+        loose = [f"encoders.{m}" for m, e in self.encoders.items() if not isinstance(e, FSDP)]
+        loose += [f"heads.{k}" for k, h in self.heads.items() if not isinstance(h, FSDP)]
+        if loose:
+            raise RuntimeError(
+                f"negatives_accumulation under FSDP needs every encoder and head in an FSDP unit of its own; not wrapped: "
+                f"{', '.join(loose)}. Add versanet.encoders.Encoder and versanet.heads.Head to the strategy's auto_wrap_policy."
+            )
+
     def _inputs_to_device(self, chunk: dict[str, Any]) -> dict[str, Any]:
         """A micro-batch with its modality inputs on the module's device (they stay on the host, :meth:`transfer_batch_to_device`)."""
         return {k: v.to(self.device, non_blocking=True) if k in self.encoders and isinstance(v, Tensor) else v for k, v in chunk.items()}
@@ -237,9 +250,16 @@ class PretrainModule(LightningModule):
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
         """Lightning zeroes gradients between the training step and its backward; with ``negatives_accumulation`` the
-        step has already back-propagated its first micro-batches, so they are zeroed in the step instead."""
+        step has already back-propagated its first micro-batches by then, so :meth:`on_train_batch_start` does it."""
         if self.negatives_accumulation == 1:
             optimizer.zero_grad()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """With ``negatives_accumulation``: zero the gradients at the first batch of each optimizer step, before the
+        training step (under FSDP, before the root unit's forward, which is where FSDP frees its flat gradients)."""
+        if self.negatives_accumulation > 1 and batch_idx % self.trainer.accumulate_grad_batches == 0:
+            for optimizer in self.trainer.optimizers:
+                optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
@@ -339,23 +359,50 @@ class PretrainModule(LightningModule):
             else:
                 nn.SyncBatchNorm.convert_sync_batchnorm(self)
 
-    def on_fit_start(self) -> None:
-        self._attach_wrapped_trunks()
+        self._summary = self._describe()  # now: a strategy may wrap (and shard) the modules after setup
+
+    def _describe(self) -> str:
         dims = {m: enc.out_dim for m, enc in self.encoders.items()}
-        rank_zero_info(self.graph.summary(dims, self.heads))
         parts = []
         for m, enc in self.encoders.items():
             shared = f", trunk {enc.shared_trunk!r} shared" if enc.shared_trunk else ""
             parts.append(f"{m}={type(enc).__name__} ({enc.num_parameters():,} params{shared})")
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        rank_zero_info("  encoders: " + ", ".join(parts) + f"; total trainable {total:,} (shared tensors once)")
+        encoders = "  encoders: " + ", ".join(parts) + f"; total trainable {total:,} (shared tensors once)"
+        return self.graph.summary(dims, self.heads) + "\n" + encoders
+
+    def on_fit_start(self) -> None:
+        self._attach_wrapped_trunks()
+        rank_zero_info(getattr(self, "_summary", None) or self._describe())
+
+    def on_validation_start(self) -> None:
+        self._attach_wrapped_trunks()
+
+    def on_test_start(self) -> None:
+        self._attach_wrapped_trunks()
 
     def _attach_wrapped_trunks(self) -> None:
-        """After a strategy wrapped a shared trunk (an FSDP unit replaces it in ``trunks``), hand the wrapper to its encoders."""
+        """Hand a trunk that a strategy wrapped (an FSDP unit now stands in ``trunks``) to the encoders that share it.
+
+        FSDP wraps a module where it first meets it, under ``trunks``; the encoders would still call the bare module,
+        whose parameters FSDP now shards. Refuses the one layout FSDP cannot run: a shared trunk with parameters outside
+        any FSDP unit of its own while its encoders are units (the first encoder's unit would take them).
+        """
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
         for encoder in self.encoders.values():
             name = encoder.shared_trunk
-            if name is not None and encoder.trunk is not self.trunks[name]:
-                encoder.attach_trunk(self.trunks[name])
+            if name is None:
+                continue
+            trunk = self.trunks[name]
+            if encoder.trunk is not trunk:
+                encoder.attach_trunk(trunk)
+            if isinstance(encoder, FSDP) and not isinstance(trunk, FSDP) and _params_outside_units(trunk):
+                raise RuntimeError(
+                    f"FSDP: trunk {name!r} is shared by several encoders that are FSDP units, but some of its parameters "
+                    f"({', '.join(_params_outside_units(trunk)[:3])}) are in no unit of the trunk's own, so the first encoder's "
+                    "unit would take them. Add the trunk's class to the strategy's auto_wrap_policy."
+                )
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
@@ -392,6 +439,18 @@ def _state_dict_name(name: str) -> str:
     for segment in _WRAPPER_SEGMENTS:
         name = name.replace(segment, "")
     return name
+
+
+def _params_outside_units(module: nn.Module) -> list[str]:
+    """Names of ``module``'s parameters that no FSDP unit inside it manages (they go to an enclosing unit)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    names, stack = [], [("", module)]
+    while stack:
+        prefix, sub = stack.pop()
+        names += [prefix + n for n, _ in sub.named_parameters(recurse=False)]
+        stack += [(f"{prefix}{n}.", child) for n, child in sub.named_children() if not isinstance(child, FSDP)]
+    return names
 
 
 def _aliases(module: nn.Module) -> dict[str, str]:
