@@ -20,6 +20,7 @@ from typing import BinaryIO, Callable, Sequence, Union
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 MediaSource = Union[str, Path, bytes, BinaryIO]
 
@@ -122,43 +123,72 @@ def _resize_to_short_side(width: int, height: int, short_side: int | None) -> tu
 
 
 class _FramePicker:
-    """Streams decoded frames and keeps, for each (sorted) target time, the nearest frame (converted once)."""
+    """Streams decoded frames and keeps, for each (sorted) target time, the nearest frame, converted once.
+
+    Converted frames are written straight into one preallocated ``[U, H, W, 3]`` uint8 array (``rows``, U = the
+    number of targets), by one reused libswscale context with one thread: ``VideoFrame.to_ndarray(format=...)``
+    builds a new, multi-threaded context per frame and copies the pixels twice (into its own array, then into the
+    stacked clip), which costs as much CPU time per clip as everything the transforms do.
+    """
 
     def __init__(self, targets: np.ndarray, size: tuple[int, int] | None) -> None:
         self.targets = targets
         self.size = size
-        self.out: list[np.ndarray] = []
-        self.prev: tuple[float, av.VideoFrame, np.ndarray | None] | None = None
+        self.index: list[int] = []  # per target reached so far: its frame's row in ``rows``
+        self.rows: np.ndarray | None = None
+        self.count = 0
+        self.prev: tuple[float, av.VideoFrame, int | None] | None = None
+        self.reformatter = VideoReformatter()
 
     @property
     def done(self) -> bool:
-        return len(self.out) == len(self.targets)
+        return len(self.index) == len(self.targets)
 
-    def _convert(self, frame: av.VideoFrame) -> np.ndarray:
-        if self.size is None:
-            return frame.to_ndarray(format="rgb24")
-        return frame.reformat(width=self.size[0], height=self.size[1], format="rgb24").to_ndarray()
+    def _convert(self, frame: av.VideoFrame) -> int:
+        """Write ``frame`` as RGB (resized to ``size``) into the next row; return the row."""
+        width, height = self.size or (frame.width, frame.height)
+        rgb = self.reformatter.reformat(frame, width=width, height=height, format="rgb24", threads=1)
+        if self.rows is None:
+            self.rows = np.empty((len(self.targets), height, width, 3), dtype=np.uint8)
+        plane = rgb.planes[0]
+        self.rows[self.count] = np.frombuffer(plane, np.uint8).reshape(height, plane.line_size)[:, : width * 3].reshape(height, width, 3)
+        self.count += 1
+        return self.count - 1
 
     def push(self, time: float, frame: av.VideoFrame) -> None:
-        converted: np.ndarray | None = None
-        while not self.done and time >= self.targets[len(self.out)]:
-            target = self.targets[len(self.out)]
+        converted: int | None = None
+        while not self.done and time >= self.targets[len(self.index)]:
+            target = self.targets[len(self.index)]
             if self.prev is not None and (target - self.prev[0]) < (time - target):
                 if self.prev[2] is None:
                     self.prev = (self.prev[0], self.prev[1], self._convert(self.prev[1]))
-                self.out.append(self.prev[2])
+                self.index.append(self.prev[2])
             else:
                 converted = self._convert(frame) if converted is None else converted
-                self.out.append(converted)
+                self.index.append(converted)
         self.prev = (time, frame, converted)
 
-    def finish(self) -> list[np.ndarray]:
-        """Targets past the last frame repeat it (a clip that runs over the end of the video)."""
+    def finish(self) -> bool:
+        """Targets past the last frame repeat it (a clip that runs over the end of the video); False if nothing was decoded."""
         if self.prev is not None and not self.done:
             last = self.prev[2] if self.prev[2] is not None else self._convert(self.prev[1])
             while not self.done:
-                self.out.append(last)
-        return self.out
+                self.index.append(last)
+        return self.prev is not None
+
+    def frames(self, order: np.ndarray) -> np.ndarray:
+        """``[len(order), H, W, 3]``: the frames of targets ``order`` (a view of ``rows`` when that is all of them in turn)."""
+        rows = np.asarray(self.index)[order]
+        if np.array_equal(rows, np.arange(len(rows))):
+            return self.rows[: len(rows)]
+        return self.rows[rows]
+
+
+def _mono_float(frame: av.AudioFrame, rate: int) -> np.ndarray | None:
+    """The frame's samples as float32 ``[S]`` when it already is mono float at ``rate`` (nothing to resample), else None."""
+    if frame.sample_rate != rate or frame.layout.nb_channels != 1 or frame.format.name not in ("flt", "fltp"):
+        return None
+    return frame.to_ndarray().reshape(-1)
 
 
 def _window(chunks: list[np.ndarray], t0: float | None, start: float, duration: float, rate: int) -> np.ndarray:
@@ -200,7 +230,7 @@ def _decode_run(
     container: av.container.InputContainer, label: str, starts: list[float], num_frames: int, fps: float,
     audio_rate: int | None, with_video: bool, short_side: int | None, first: bool,
 ) -> tuple[list[np.ndarray] | None, tuple[list[np.ndarray], float | None] | None]:
-    """Decode one run: frames of every window (targets flattened) and the audio spanning the run."""
+    """Decode one run: the frames ``[num_frames, H, W, 3]`` of each window and the audio spanning the run."""
     vstream = container.streams.video[0] if (with_video and container.streams.video) else None
     astream = container.streams.audio[0] if (container.streams.audio and audio_rate) else None
     lo, hi = min(starts), max(starts) + num_frames / fps
@@ -212,6 +242,7 @@ def _decode_run(
         size = _resize_to_short_side(vstream.codec_context.width, vstream.codec_context.height, short_side)
         picker = _FramePicker(unique, None if short_side is None else size)
     resampler = av.AudioResampler(format="flt", layout="mono", rate=audio_rate) if astream is not None else None
+    resampled = False
     chunks: list[np.ndarray] = []
     t0: float | None = None
     audio_done = astream is None
@@ -220,6 +251,10 @@ def _decode_run(
         if lo > 0 or not first:
             container.seek(int(lo * av.time_base), backward=True, any_frame=False)
         for packet in container.demux(*streams) if streams else ():
+            if packet.stream is vstream and picker is not None and picker.done:
+                continue  # the window's frames are in; the demuxer still reads on for the audio
+            if packet.stream is astream and audio_done:
+                continue
             for frame in packet.decode():
                 if frame.pts is None or frame.time_base is None:
                     continue
@@ -229,26 +264,31 @@ def _decode_run(
                 elif packet.stream is astream and not audio_done:
                     if time + frame.samples / frame.sample_rate < lo:
                         continue
-                    for out in resampler.resample(frame):
+                    samples = _mono_float(frame, audio_rate)
+                    if samples is not None:
                         t0 = time if t0 is None else t0
-                        chunks.append(out.to_ndarray().reshape(-1))
+                        chunks.append(samples)
+                    else:
+                        resampled = True
+                        for out in resampler.resample(frame):
+                            t0 = time if t0 is None else t0
+                            chunks.append(out.to_ndarray().reshape(-1))
                     audio_done = time > hi
             if (picker is None or picker.done) and audio_done:
                 break
-        if resampler is not None and t0 is not None:
+        if resampled:
             chunks += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
     except (av.FFmpegError, OSError, ValueError) as err:
         raise MediaDecodeError(label, f"decoding failed near {lo:.2f}s: {err}") from err
     frames = None
     if picker is not None:
-        padded_from = picker.targets[len(picker.out)] if not picker.done else None
-        decoded = picker.finish()
-        if not decoded:
+        padded_from = picker.targets[len(picker.index)] if not picker.done else None
+        if not picker.finish():
             raise MediaDecodeError(label, f"no decodable video frame at or after {lo:.2f}s (duration {container_duration(container):.2f}s)")
         declared = _stream_duration(vstream) or container_duration(container)
         if padded_from is not None and picker.prev is not None and padded_from < declared - TRUNCATION_SLACK:
             raise MediaDecodeError(label, f"truncated: frames stop at {picker.prev[0]:.2f}s but the video declares {declared:.2f}s")
-        frames = [decoded[j] for j in inverse]
+        frames = [picker.frames(inverse[j * num_frames : (j + 1) * num_frames]) for j in range(len(starts))]
     return frames, ((chunks, t0) if astream is not None else None)
 
 
@@ -285,7 +325,7 @@ def read_clips(
             run_starts = [fitted[i] for i in run]
             frames, audio = _decode_run(container, label, run_starts, num_frames, fps, audio_rate, with_video, short_side, first=k == 0)
             for j, i in enumerate(run):
-                clip_frames = np.stack(frames[j * num_frames : (j + 1) * num_frames]) if frames is not None else None
+                clip_frames = frames[j] if frames is not None else None
                 clip_audio = _window(audio[0], audio[1], fitted[i], duration, audio_rate) if audio is not None else None
                 clips[i] = Clip(clip_frames, clip_audio, fitted[i], duration, video_duration)
     return clips  # type: ignore[return-value]
