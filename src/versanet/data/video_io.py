@@ -14,6 +14,7 @@ WebDataset shards decode the original compressed bytes without temporary files.
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Sequence, Union
@@ -303,16 +304,19 @@ def read_clips(
     train: bool = False,
     rng: np.random.Generator | None = None,
     name: str | None = None,
+    decoder: str = "pyav",
 ) -> list[Clip]:
     """Decode several windows of ``num_frames`` frames at ``fps`` (and their mono audio) with one open.
 
     ``starts`` are window starts in seconds (None: random when ``train``, else centred), or a function
     of the video's duration returning them; each is clamped so the window fits when the video is long enough. Windows close together are decoded in one
-    pass. Returns one :class:`Clip` per start, in the given order.
+    pass. Returns one :class:`Clip` per start, in the given order. ``decoder``: who decodes the frames (see
+    :func:`resolve_decoder`; audio is always PyAV's).
     Raises :class:`MediaDecodeError` naming the file when it cannot be opened or holds no decodable frame.
     """
     label = source_name(source, name)
     duration = num_frames / fps
+    on_gpu = with_video and resolve_decoder(decoder) == "nvdec"
     with open_media(source, name) as container:
         if with_video and not container.streams.video:
             raise MediaDecodeError(label, "no video stream")
@@ -321,11 +325,12 @@ def read_clips(
             starts = starts(video_duration)
         fitted = [fit_start(s, duration, video_duration, train, rng) for s in starts]
         clips: list[Clip | None] = [None] * len(fitted)
+        gpu_frames = _nvdec_frames(source, fitted, num_frames, fps, short_side, label) if on_gpu else None
         for k, run in enumerate(_runs(fitted, duration)):
             run_starts = [fitted[i] for i in run]
-            frames, audio = _decode_run(container, label, run_starts, num_frames, fps, audio_rate, with_video, short_side, first=k == 0)
+            frames, audio = _decode_run(container, label, run_starts, num_frames, fps, audio_rate, with_video and not on_gpu, short_side, first=k == 0)
             for j, i in enumerate(run):
-                clip_frames = frames[j] if frames is not None else None
+                clip_frames = gpu_frames[i] if gpu_frames is not None else frames[j] if frames is not None else None
                 clip_audio = _window(audio[0], audio[1], fitted[i], duration, audio_rate) if audio is not None else None
                 clips[i] = Clip(clip_frames, clip_audio, fitted[i], duration, video_duration)
     return clips  # type: ignore[return-value]
@@ -342,6 +347,7 @@ def read_clip(
     train: bool = False,
     rng: np.random.Generator | None = None,
     name: str | None = None,
+    decoder: str = "pyav",
 ) -> Clip:
     """Decode ``num_frames`` frames at ``fps`` and the mono audio of the same window from ``path``.
 
@@ -353,9 +359,80 @@ def read_clip(
         with_video: False skips frame decoding (audio-only use, e.g. a .wav file).
         short_side: resize frames so the shorter side has this many pixels, during conversion.
         name: how errors name a bytes source.
+        decoder: ``pyav`` (CPU), ``nvdec`` (torchcodec on the GPU, PyAV when unavailable) or ``auto`` (see :func:`resolve_decoder`).
 
     Returns a :class:`Clip` with ``frames [num_frames, H, W, 3]`` and ``audio [round(num_frames/fps*audio_rate)]``
     (None when the file has no audio stream).
     Raises :class:`MediaDecodeError` naming the file when it cannot be opened or holds no decodable frame.
     """
-    return read_clips(path, [start], num_frames, fps, audio_rate, with_video, short_side, train, rng, name)[0]
+    return read_clips(path, [start], num_frames, fps, audio_rate, with_video, short_side, train, rng, name, decoder)[0]
+
+
+# ---------------------------------------------------------------------------- GPU decoding (optional)
+#: who decodes video frames: PyAV on the CPU, torchcodec on an NVIDIA GPU's decoder (NVDEC), or the GPU when possible
+DECODERS = ("pyav", "nvdec", "auto")
+
+
+def nvdec_available() -> bool:
+    """True when torchcodec is installed and a CUDA device is visible (torchcodec's CUDA decoding needs both)."""
+    try:
+        import torchcodec.decoders  # noqa: F401
+    except Exception:  # noqa: BLE001 - not installed, or installed without a usable FFmpeg
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_decoder(decoder: str) -> str:
+    """The decoder that runs for a requested one: ``nvdec`` when asked for (or ``auto``) and available, else ``pyav``.
+
+    Asking for ``nvdec`` where it is not available falls back to PyAV with a warning (once per process).
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, not {decoder!r}")
+    if decoder == "pyav":
+        return "pyav"
+    if nvdec_available():
+        return "nvdec"
+    if decoder == "nvdec" and not _FALLBACK_WARNED:
+        warnings.warn("decoder 'nvdec' needs torchcodec and a CUDA device; decoding with PyAV on the CPU instead", stacklevel=3)
+        globals()["_FALLBACK_WARNED"] = True
+    return "pyav"
+
+
+_FALLBACK_WARNED = False
+
+
+def nearest_frame_indices(targets: np.ndarray, average_fps: float, begin: float, num_frames: int) -> np.ndarray:
+    """Index of the frame nearest each target time in a constant-frame-rate stream (PyAV's nearest-``pts`` rule).
+
+    Frame ``i`` is shown from ``begin + i / average_fps``; a target half-way between two frames takes the later one
+    (as the PyAV path does: a frame at distance ``d`` replaces the previous one unless that is strictly nearer).
+    """
+    return np.clip(np.floor((targets - begin) * average_fps + 0.5), 0, num_frames - 1).astype(np.int64)
+
+
+def _nvdec_frames(source: MediaSource, starts: list[float], num_frames: int, fps: float, short_side: int | None, label: str) -> list[np.ndarray]:
+    """Every window's frames ``[num_frames, H, W, 3]`` uint8, decoded by torchcodec on the GPU (one batched call), on the host.
+
+    Frames are picked as the PyAV path picks them (:func:`nearest_frame_indices`), resized on the GPU when
+    ``short_side`` is given (antialiased bilinear, as libswscale's default), then copied to the host: the
+    transforms and the collate see the same arrays as with PyAV, and the CPU is spared the decoding.
+    """
+    from torchcodec.decoders import VideoDecoder
+    from torchvision.transforms.v2 import functional as F
+
+    try:
+        media = source if not isinstance(source, Path) else str(source)
+        decoder = VideoDecoder(media, dimension_order="NCHW", device="cuda", seek_mode="exact")
+        meta = decoder.metadata
+        targets = np.concatenate([s + np.arange(num_frames) / fps for s in starts])
+        indices = nearest_frame_indices(targets, float(meta.average_fps), float(meta.begin_stream_seconds or 0.0), int(meta.num_frames))
+        frames = decoder.get_frames_at(indices=indices.tolist()).data  # [N, 3, H, W] uint8 on the GPU
+    except (RuntimeError, ValueError) as err:
+        raise MediaDecodeError(label, f"GPU decoding failed: {err}") from err
+    if short_side is not None:
+        frames = F.resize(frames, list(_resize_to_short_side(frames.shape[-1], frames.shape[-2], short_side)[::-1]), antialias=True)
+    host = frames.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    return [host[j * num_frames : (j + 1) * num_frames] for j in range(len(starts))]
