@@ -109,7 +109,23 @@ def milnce_graph() -> ModalityGraph:
     return ModalityGraph({"va": 5, "vat": 4}, edges, terms)
 
 
-GRAPHS = {"nce": nce_graph, "milnce_masks": milnce_graph}
+def mcn_graph() -> ModalityGraph:
+    """MCN's objective at toy size: MMS for text-video, audio-text, audio-video; online k-means clustering over a queue
+    (re-fit every step); reconstruction of the backbone features from the joint space; gated heads; summed."""
+    from versanet.heads.gated import GatedEmbeddingUnit, GatedLinearHead
+    from versanet.losses import MaskedMarginSoftmax
+    from versanet.losses.clustering import ClusteringTerm
+    from versanet.losses.reconstruction import ReconstructionTerm
+
+    edges = [Edge("video", "joint", GatedEmbeddingUnit), Edge("audio", "joint", GatedLinearHead), Edge("text", "joint", GatedEmbeddingUnit)]
+    terms = [LossTerm("joint", a, b, MaskedMarginSoftmax()) for a, b in (("text", "video"), ("audio", "text"), ("audio", "video"))]
+    terms += [ClusteringTerm("joint", num_clusters=3, queue_size=8, refit_every=1, seed=3), ReconstructionTerm("joint", weight=50.0)]
+    return ModalityGraph({"joint": 6}, edges, terms, name="mcn", reduction="sum")
+
+
+GRAPHS = {"nce": nce_graph, "milnce_masks": milnce_graph, "mcn": mcn_graph}
+#: captions per clip each graph's batch holds (MCN: one caption, the anchor of its text terms)
+CAPTIONS = {"mcn": 1}
 
 
 def build_model(graph: str = "nce", accumulation: int = 1, dropout: float = 0.0, norm: bool = False, shared_trunk: bool = False, **kwargs: Any) -> PretrainModule:
@@ -124,18 +140,23 @@ def build_model(graph: str = "nce", accumulation: int = 1, dropout: float = 0.0,
     return PretrainModule(encoders, graph_, negatives_accumulation=accumulation, **kwargs)
 
 
-def global_batch(n: int = 8, seed: int = 1) -> dict[str, Any]:
-    """``n`` clips: video/audio ``[n, D_IN]``, text ``[n, K, D_IN]``; some captions, one clip's text and one clip's audio missing."""
+def global_batch(n: int = 8, seed: int = 1, k: int = K) -> dict[str, Any]:
+    """``n`` clips: video/audio ``[n, D_IN]``, text ``[n, k, D_IN]``; some captions, one clip's text and one clip's audio missing."""
     g = torch.Generator().manual_seed(seed)
-    text_mask = torch.rand(n, K, generator=g) > 0.3
+    text_mask = torch.rand(n, k, generator=g) > 0.3
     text_mask[:, 0] |= torch.arange(n) % 3 != 1
     text_mask[1] = False
     audio_mask = torch.ones(n, 1, dtype=torch.bool)
     audio_mask[n - 3] = False
     return {
-        "video": torch.randn(n, D_IN, generator=g), "audio": torch.randn(n, D_IN, generator=g), "text": torch.randn(n, K, D_IN, generator=g),
+        "video": torch.randn(n, D_IN, generator=g), "audio": torch.randn(n, D_IN, generator=g), "text": torch.randn(n, k, D_IN, generator=g),
         "mask": {"text": text_mask, "audio": audio_mask}, "index": torch.arange(n),
     }
+
+
+def graph_batch(graph: str, n: int = 8) -> dict[str, Any]:
+    """:func:`global_batch` with the captions per clip ``graph`` expects."""
+    return global_batch(n, k=CAPTIONS.get(graph, K))
 
 
 class Samples(Dataset):
@@ -270,7 +291,11 @@ def fit_job(job: dict[str, Any], world: int = 1) -> Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     model = build_model(**job["model"])
-    loader = DataLoader(Samples(global_batch(job["clips"])), batch_size=job["clips"] // world, shuffle=False)
+    batch = graph_batch(job["model"].get("graph", "nce"), job["clips"])
+    # rank r reads the contiguous rows [r*B, (r+1)*B): the gathered batch is then the batch in its own order (k-means
+    # starts from points chosen by position, so the order matters to clustering terms; Lightning's sampler would shuffle)
+    per_rank, rank = job["clips"] // world, int(os.environ.get("LOCAL_RANK", 0))
+    loader = DataLoader(Samples(batch), batch_size=per_rank, sampler=range(rank * per_rank, (rank + 1) * per_rank))
     callbacks: list[Callback] = [Capture(job["out"]), *job.get("callbacks", [])]
     if job.get("save_every"):
         callbacks.append(ModelCheckpoint(dirpath=job["root"], every_n_train_steps=job["save_every"], save_top_k=-1, filename="{step}"))
@@ -278,7 +303,8 @@ def fit_job(job: dict[str, Any], world: int = 1) -> Trainer:
     trainer = Trainer(
         accelerator="cpu", devices=world, strategy=strategy, max_steps=job.get("steps", 1), logger=False,
         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=bool(job.get("save_every")),
-        default_root_dir=job.get("root"), num_sanity_val_steps=0, limit_val_batches=0, callbacks=callbacks, **job.get("trainer", {}),
+        default_root_dir=job.get("root"), num_sanity_val_steps=0, limit_val_batches=0, callbacks=callbacks, use_distributed_sampler=False,
+        **job.get("trainer", {}),
     )
     trainer.fit(model, train_dataloaders=loader, ckpt_path=job.get("ckpt_path"))
     return trainer

@@ -16,7 +16,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback
 
-from scale_helpers import GRAPHS, Capture, build_model, fit_job, global_batch, reference_micro_batches, reference_step, run_ranks
+from scale_helpers import GRAPHS, build_model, fit_job, global_batch, graph_batch, reference_micro_batches, reference_step, run_ranks
 from versanet.models.accumulation import keep_running_stats, split_batch
 from versanet.schedules import warmup_cosine
 
@@ -29,9 +29,9 @@ def assert_same_gradients(got: dict[str, torch.Tensor], expected: dict[str, torc
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("graph", sorted(GRAPHS))  # MCN's terms: one more entry in scale_helpers.GRAPHS
+@pytest.mark.parametrize("graph", sorted(GRAPHS))  # NCE, MIL-NCE with masks, MCN (MMS, clustering, reconstruction)
 def test_two_ranks_of_two_micro_batches_equal_one_process_holding_the_global_batch(graph: str, tmp_path: Path) -> None:
-    expected_loss, expected = reference_step(build_model(graph), global_batch(8))
+    expected_loss, expected = reference_step(build_model(graph), graph_batch(graph, 8))
     got = run_ranks(2, {"model": {"graph": graph, "accumulation": 2}, "clips": 8, "strategy": "ddp", "out": str(tmp_path / "rank0.pt")})
     assert got["losses"][0] == pytest.approx(expected_loss, abs=1e-5)
     assert_same_gradients(got["grads"], expected)
