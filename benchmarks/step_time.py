@@ -8,7 +8,8 @@ Each row is MMV's FAC model (``PretrainModule``) around one video backbone: the 
 ResNet-50 on log-mel, a text encoder (16 tokens, K=4 captions per clip, MIL-NCE), the FAC heads and
 NCE + MIL-NCE, trained by Adam. Per step (median of ``--steps`` after one warm-up):
 
-- step: forward, objective, backward and the optimizer step;
+- step: forward, objective, backward and the optimizer step; wall seconds on a GPU, CPU seconds of the
+  process on a CPU (core-seconds: a shared machine's load does not move them as it moves wall time);
 - loss + gather: the objective alone, forward and backward, on the step's embeddings (normalise,
   gather across ranks, similarities, log-sum-exp), and its share of the step; "gather" is the
   cross-rank gather of the embeddings alone, forward and backward (0 on one process);
@@ -78,16 +79,17 @@ def to_device(x: Any, device: torch.device) -> Any:
 
 
 def median_seconds(fn: Callable[[], None], steps: int, device: torch.device) -> float:
-    """Median wall seconds of ``fn`` over ``steps`` calls after one warm-up (synchronised on a GPU)."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    """Median seconds of ``fn`` over ``steps`` calls after one warm-up: wall time on a GPU (synchronised), CPU time
+    of the process on a CPU (all its threads: core-seconds, which on a shared machine do not depend on the load)."""
+    sync, clock = (torch.cuda.synchronize, time.perf_counter) if device.type == "cuda" else ((lambda: None), time.process_time)
     fn()
     times = []
     for _ in range(steps):
         sync()
-        start = time.perf_counter()
+        start = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return statistics.median(times)
 
 
@@ -189,12 +191,13 @@ def main(argv: list[str] | None = None) -> None:
           f"audio {args.seconds:g} s, text {K}x{TOKENS} tokens; {'bf16 autocast' if args.bf16 else 'fp32'}; median of {args.steps} steps")
     memory = "peak allocated MB" if gpu else "saved activations MB + params/grads/Adam MB"
     extra = " | MFU" if gpu else ""
-    print(f"| model | params | step s | clips/s | loss + gather s (share) | gather s | {memory}{extra} |")
+    unit = "s" if gpu else "CPU s"
+    print(f"| model | params | step {unit} | clips/{unit} per process | loss + gather {unit} (share) | gather {unit} | {memory}{extra} |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if gpu else ""))
     for name, r in rows.items():
         mem = f"{r['memory_mb']:.0f}" if gpu else f"{r['activations_mb']:.0f} + {r['state_mb']:.0f}"
         mfu = f" | {r['mfu']:.1%}" if gpu else ""
-        print(f"| FAC, {name} | {r['params']:,} | {r['step_s']:.3f} | {args.batch * world_size() / r['step_s']:.1f} | "
+        print(f"| FAC, {name} | {r['params']:,} | {r['step_s']:.3f} | {args.batch / r['step_s']:.1f} | "
               f"{r['loss_s']:.4f} ({r['loss_s'] / r['step_s']:.1%}) | {r['gather_s']:.4f} | {mem}{mfu} |")
     if is_distributed():
         torch.distributed.destroy_process_group()
