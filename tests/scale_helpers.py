@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator
 
