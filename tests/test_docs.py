@@ -85,6 +85,8 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     "pip install -e .": Elsewhere(".ci/run: installs the package from this checkout"),
     'pip install -e ".[test]" -e plugins/versanet-motion': Elsewhere(".ci/run: runs exactly this"),
     "pytest -q": Elsewhere(".ci/run: the test suite, this file included"),
+    "torchrun --nnodes 4 --nproc-per-node 8 --node-rank R --master-addr HOST --master-port 29500 -m versanet.cli fit --config configs/mmv/fac_s3dg.yaml --trainer.num_nodes 4 --trainer.devices 8 --trainer.strategy ddp --data.init_args.shards '/shared/howto100m/train-{000000..000999}.tar' --data.init_args.samples_per_epoch 1000000":
+        Elsewhere("tests/test_multinode.py: the same torchrun + versanet fit recipe, 2 nodes x 1 process on localhost (gloo), from shared shards"),
     "pip install -e plugins/versanet-motion": Elsewhere(".ci/run: installs the plugin"),
     # --- README, "Using it"
     "versanet fit --config configs/quickstart/fac.yaml": Run(TINY_FIT, expect="linear probe on frozen video features"),
