@@ -77,7 +77,7 @@ def test_mmv_configs_build_the_paper_setting(name: str, one_thread) -> None:
 def test_a_nested_data_file_with_a_bad_name_is_caught(tmp_path: Path) -> None:
     (tmp_path / "data.yaml").write_text("class_path: CaptionedVideoDataModul\ninit_args: {root: x, transforms: {}}\n")
     cfg = tmp_path / "main.yaml"
-    cfg.write_text((REPO / "configs" / "mmv" / "va_s3dg.yaml").read_text().replace("data: data_howto100m_va.yaml", "data: data.yaml"))
+    cfg.write_text((REPO / "configs" / "mmv" / "va_s3dg.yaml").read_text().replace("data: ../data/modules/howto100m_audioset_va.yaml", "data: data.yaml"))
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(cfg)])
     assert "data.yaml: data: unknown class_path 'CaptionedVideoDataModul'; did you mean: CaptionedVideoDataModule" in str(exit_info.value.code)

@@ -1,5 +1,5 @@
 """Deflation (docs/method.md, "Deflation"): video network -> image network (versanet.deflation, versanet.models.recalibrate,
-versanet.data.images, configs/deflation/recalibrate_toy.yaml)."""
+versanet.data.datasets.images, VideoStillsDataModule, configs/deflation/recalibrate_toy.yaml)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from versanet import registry
 from versanet.checkpoint import CheckpointError
-from versanet.data.images import ImageFolderDataModule
+from versanet.data.captioned_video import VideoStillsDataModule
+from versanet.data.datasets.images import ImageFolderDataModule, ImageTransform
 from versanet.deflation import (
     DeflatedImageEncoder,
     InputInflation,
@@ -383,16 +384,14 @@ def test_image_folder_data_module(tmp_path):
             for i in range(3):
                 Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(folder / f"{i}.png")
     Image.fromarray(rng.integers(0, 255, (30, 40), dtype=np.uint8)).save(tmp_path / "train" / "cat" / "gray.jpg")
-    dm = ImageFolderDataModule(root=str(tmp_path), resize=28, crop=24, batch_size=4, num_workers=0)
+    dm = ImageFolderDataModule(root=str(tmp_path), transforms={"image": ImageTransform(crop=24, resize=28)}, batch_size=4, num_workers=0)
     dm.setup("fit")
-    assert dm.classes == ["cat", "dog"] and len(dm.train_set) == 7 and len(dm.val_set) == 6
+    assert dm.class_names == ["cat", "dog"] and len(dm.train_set) == 7 and len(dm.val_set) == 6
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (4, 3, 24, 24) and batch["image"].dtype == torch.float32
     assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
     assert batch["label"].tolist() == [0, 0, 0, 1] and batch["index"].tolist() == [0, 1, 2, 3]
     assert next(iter(dm.train_dataloader()))["image"].shape == (4, 3, 24, 24)
-    with pytest.raises(ValueError, match="exactly one"):
-        ImageFolderDataModule()
 
 
 @pytest.fixture(scope="module")
@@ -405,9 +404,9 @@ def tiny_toy_root(tmp_path_factory) -> Path:
 
 
 def test_toy_frames(tiny_toy_root):
-    dm = ImageFolderDataModule(toy_frames_from=str(tiny_toy_root), resize=56, crop=48, batch_size=3, num_workers=0, frames_per_video=2)
+    dm = VideoStillsDataModule(str(tiny_toy_root), {"image": ImageTransform(crop=48, resize=56, augment=False)}, batch_size=3, num_workers=0, frames_per_video=2)
     dm.setup("fit")
-    assert len(dm.train_set) == 8 and len(dm.val_set) == 4 and dm.classes
+    assert len(dm.train_set) == 8 and len(dm.val_set) == 4 and dm.class_names
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (3, 3, 48, 48) and batch["index"].tolist() == [0, 1, 2]
     assert all(0 <= label < dm.num_classes for label in batch["label"].tolist())
@@ -423,7 +422,7 @@ def test_recalibrate_toy_config_runs(tmp_path, tiny_toy_root):
     output = tmp_path / "image_encoder.pt"
     main([
         "fit", "--config", str(CONFIG), "--model.init_args.checkpoint", str(ckpt),
-        "--data.init_args.toy_frames_from", str(tiny_toy_root), "--data.init_args.num_workers", "0",
+        "--data.init_args.root", str(tiny_toy_root), "--data.init_args.num_workers", "0",
         "--data.init_args.batch_size", "4", "--data.init_args.frames_per_video", "2",
         "--trainer.max_steps", "3", "--trainer.default_root_dir", str(tmp_path / "runs"),
         "--trainer.enable_progress_bar", "false", "--model.init_args.output", str(output),

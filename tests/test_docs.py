@@ -86,6 +86,8 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     "pip install -e .": Elsewhere(".ci/run: installs the package from this checkout"),
     'pip install -e ".[test]" -e plugins/versanet-motion': Elsewhere(".ci/run: runs exactly this"),
     "pytest -q": Elsewhere(".ci/run: the test suite, this file included"),
+    "torchrun --nnodes 4 --nproc-per-node 8 --node-rank R --master-addr HOST --master-port 29500 -m versanet.cli fit --config configs/mmv/fac_s3dg.yaml --trainer.num_nodes 4 --trainer.devices 8 --trainer.strategy ddp --data.init_args.shards '/shared/howto100m/train-{000000..000999}.tar' --data.init_args.samples_per_epoch 1000000":
+        Elsewhere("tests/test_multinode.py: the same torchrun + versanet fit recipe, 2 nodes x 1 process on localhost (gloo), from shared shards"),
     "pip install -e plugins/versanet-motion": Elsewhere(".ci/run: installs the plugin"),
     # --- README, "Using it"
     "versanet fit --config configs/quickstart/fac.yaml": Run(TINY_FIT, expect="linear probe on frozen video features"),
@@ -93,8 +95,8 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     f"versanet test --config configs/quickstart/fac.yaml --ckpt_path {QUICKSTART_CKPT}": Run(TINY_TEST, expect="test/text_to_video@vat/R@1"),
     "versanet list": Run(expect="SmallVideoCNN"),
     "versanet toy-data data/toy --num_train 800 --num_val 100": Run(("--num_train", "24", "--num_val", "8", "--seconds", "3.0"), expect="toy world written to"),
-    "versanet data check configs/mmv/fac_s3dg.yaml": Elsewhere("h8a (issue 8, items 3 and 6): the MMV configs' data on fixture layouts; "
-                                                               "tests/test_data_check.py checks `data check` on a config"),
+    "versanet data check configs/mmv/fac_s3dg.yaml": Elsewhere("tests/test_mmv_configs.py::test_data_check_reads_the_mix_of_an_mmv_config_relative_"
+                                                               "to_the_config (on HowTo100M and AudioSet fixture layouts)"),
     "versanet benchmark --ckpt PATH --suite toy": Run(("--data_root", "data/toy", "--only", "[toy_linear_shape]", "--overrides", "[--trainer.max_epochs=1]",
                                                        "--output", "runs/docs_toy_suite", *BENCH_FLAGS), expect="| PATH |"),
     "versanet tokenizer train captions.csv spm.model --vocab_size 8000": Run(expect="wrote spm.model"),
@@ -111,6 +113,12 @@ COVERAGE: dict[str, Run | Elsewhere] = {
                                                                 "[--model.init_args.train_views=1,--data.init_args.num_workers=0]"), expect="| PRETRAIN |"),
     f"versanet benchmark --ckpt {QUICKSTART_CKPT} --suite toy --data_root data/toy": Run(("--only", "[toy_zeroshot]", "--output", "runs/docs_toy_suite2", *BENCH_FLAGS),
                                                                                          expect="T->V R@1"),
+    # --- docs/data.md (the MMV configs' data: resolved here; trained on fixture layouts in tests/test_mmv_configs.py)
+    "versanet fit --config configs/mmv/fac_s3dg.yaml": Run(("--print_config",), expect="class_path: versanet.data.mixing.MixedDataModule"),
+    "versanet fit --config configs/mmv/fac_s3dg.yaml --config configs/data/howto100m.yaml": Run(("--print_config",), expect="class_path: versanet.text.Word2VecTokenize"),
+    "versanet fit --config configs/mmv/fac_s3dg.yaml --data.init_args.roots='[/data/htm, /data/audioset]'": Run(("--print_config",), expect="- /data/audioset"),
+    "versanet fit --config configs/mmv/fac_s3dg.yaml --ckpt_path runs/mmv-fac_s3dg/checkpoints/last.ckpt": Elsewhere(
+        "tests/test_resume.py (a real run killed with SIGKILL mid-epoch, resumed with --ckpt_path last.ckpt); the MMV configs' last.ckpt: tests/test_mmv_configs.py"),
     # --- docs/configs.md
     "versanet fit --config configs/benchmarks/toy_linear.yaml --config configs/benchmarks/toy_linear_lowshot.yaml --print_config": Run(expect="train_per_class: 1"),
     # --- docs/mmv.md
@@ -129,6 +137,14 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     "--data.init_args.root data/msrvtt --data.init_args.transforms '{video: {class_path: VideoClipTransform, init_args: {crop: 224, resize: 224}}, "
     "text: {class_path: VocabularyTokenize, init_args: {checkpoint: milnce_s3d.ckpt}}}'":
         Run((*TINY_LOADER, "--data.init_args.num_frames=8", "--data.init_args.eval_clips=1"), expect="test/text_to_video/R@1"),
+    # --- README and docs/search.md: search your own videos (the app extra)
+    f"versanet embed data/toy/videos --ckpt {QUICKSTART_CKPT} --index runs/search/toy --every 2": Run(("--workers", "0"), expect="embedded",
+                                                                                                         writes="runs/search/toy/vectors/video.faiss"),
+    'versanet search runs/search/toy "a red circle moving left" -k 5': Run(expect="(5 of "),
+    'pip install -e ".[app]"': Elsewhere(".ci/run: the test extra includes the app extra"),
+    'versanet search runs/search/toy "a blue square moving up" -k 5': Run(expect="(5 of "),
+    "versanet serve runs/search/toy": Elsewhere("tests/test_app.py: the server on a free port, its page in headless Chromium"),
+    "versanet plot runs/search/toy --labels data/toy/labels.csv --column colour": Run(("--method", "pca"), expect="wrote", writes="runs/search/toy/plot.html"),
     # --- docs/plugins.md
     "versanet list --kind encoder": Run(expect="MotionCNN"),
     "versanet fit --config plugins/versanet-motion/configs/four_modalities.yaml": Run(TINY_FIT, writes="runs/four-modalities/lightning_logs/version_0/checkpoints"),

@@ -206,6 +206,9 @@ def test_milnce_s3d_converts_into_a_self_contained_checkpoint(tmp_path: Path) ->
         assert model({"video": torch.rand(1, 3, 8, 32, 32)})["video@vt"].shape == (1, 512)
     assert safe_load(out)["versanet"]["converted_from"]["format"] == "milnce_s3d"
     assert VocabularyTokenize(checkpoint=str(out)).encode(["door"])[0, 0].item() == 6
+    # MIL-NCE's evaluation ranks by the raw dot product; the checkpoint says so, and carries its clip geometry
+    assert [(r.query, r.gallery, r.fusion) for r in model.graph.retrieval] == [("text", ["video"], "sum_dot")]
+    assert model.clip == {"num_frames": 32, "fps": 10.0}
 
 
 def test_milnce_converter_refuses_a_wrong_file(tmp_path: Path) -> None:
@@ -379,3 +382,4 @@ def test_vocabulary_tokenize_dmvr_rule() -> None:
     tok = VocabularyTokenize(pattern=r"\S+", first_id=0, unknown="id", unknown_id=3, delete=DMVR_PUNCTUATION, max_tokens=4)
     tok.set_words(["<pad>", "<bos>", "<eos>", "<unk>", "dont", "stop"])
     assert tok.encode(["Don't STOP... now"]).tolist() == [[4, 5, 3, 0]]
+

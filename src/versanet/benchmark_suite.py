@@ -136,7 +136,7 @@ def run_benchmark(config: str | Path | list[str | Path], checkpoint: str, root_d
     from lightning.pytorch import LightningDataModule, LightningModule
 
     from versanet import registry
-    from versanet.cli import VersanetCLI, _config_error_in_chain, check_config_names
+    from versanet.cli import VersanetCLI, _user_error_in_chain, check_config_names
 
     registry.load_builtin()
     registry.load_plugins(strict=False)
@@ -150,7 +150,7 @@ def run_benchmark(config: str | Path | list[str | Path], checkpoint: str, root_d
         cli = VersanetCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args, run=False,
                           save_config_kwargs={"overwrite": True})
     except ValueError as err:  # jsonargparse wraps what the module raised: report that (a refused file, a bad graph)
-        cause = _config_error_in_chain(err)
+        cause = _user_error_in_chain(err)
         if cause is None:
             raise
         raise cause from None
@@ -307,10 +307,12 @@ def benchmark(
     saved_cache = os.environ.get("VERSANET_FEATURE_CACHE")
     if cache_dir:
         os.environ["VERSANET_FEATURE_CACHE"] = str(cache_dir)
+    ran: list[dict[str, Any]] = []  # this invocation's results, for the exit status
     try:
         for i, checkpoint in enumerate(ckpts):
             label = names[i] if names else Path(checkpoint).stem + (" (random init)" if init == "random" else "")
             results = run_suite(spec, checkpoint, out, common, only, strict)
+            ran += list(results.values())
             row = {"name": label, "checkpoint": str(Path(checkpoint).resolve()), "init": init, "results": results}
             same = [r for r in rows if (r["checkpoint"], r.get("init")) == (row["checkpoint"], init)]
             if same and only:  # a partial re-run updates those benchmarks of the checkpoint's row
@@ -328,4 +330,7 @@ def benchmark(
     (out / "results.md").write_text(table)
     print(table)
     print(f"wrote {out / 'results.md'} and {json_path}")
+    if ran and all(isinstance(r, dict) and "_error" in r for r in ran):
+        print(f"versanet benchmark: every benchmark failed ({len(ran)}); see the errors above", file=sys.stderr)
+        report["exit_code"] = 1  # `versanet benchmark` exits with status 1 (not written to results.json)
     return report

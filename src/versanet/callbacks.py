@@ -7,8 +7,7 @@ import copy
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader
-
+from versanet.data.loaders import make_loader
 from versanet.eval.probe import probe_accuracy
 
 
@@ -51,7 +50,7 @@ class LinearProbeReport(Callback):
         """Backbone features ``[N, d]`` and label tensors of a dataset (eval sampling)."""
         dataset = copy.copy(dataset)
         dataset.train = False
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers)
         feats, labels = [], {}
         was_training = pl_module.training
         pl_module.eval()

@@ -5,9 +5,11 @@ A pretraining checkpoint is a Lightning checkpoint of :class:`~versanet.models.P
 - ``state_dict``: encoders, shared trunks (once), heads, objective terms (with their state);
 - ``hyper_parameters``: the module's config in ``class_path`` / ``init_args`` form, so
   ``PretrainModule.load_from_checkpoint`` rebuilds the network without the YAML it came from;
-- ``versanet``: ``{"format_version": 1, "transforms": {modality: {"class_path", "init_args", "state"}}}``,
-  the data transforms the model was trained with and what they learned (a vocabulary). With them a
-  checkpoint alone turns a text query or a new video into model input.
+- ``versanet``: ``{"format_version": 1, "transforms": {modality: {"class_path", "init_args", "state"}},
+  "clip": {"num_frames", "fps", "audio_rate"}}``: the data transforms the model was trained with and
+  what they learned (a vocabulary), and the clip geometry of its training data. With them a
+  checkpoint alone turns a text query or a new video into model input (``model.transforms``,
+  ``model.clip``). Converters pass ``clip`` through :func:`save_pretrained`'s ``extra``.
 
 Every load uses ``torch.load(..., weights_only=True)``: a file is read as tensors and plain data
 and never unpickled into arbitrary objects, so a crafted file cannot run code (it is refused with

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from versanet.data.captions import Caption, read_captions
 from versanet.data.failures import SkipBadSamples
@@ -214,18 +214,18 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
         self.clips_per_video = clips_per_video if train else 1
         self.min_time, self.audio_frames = min_time, audio_frames
         self.name, self.root, self.max_bad_fraction, self.seed = name, root, max_bad_fraction, seed
-        self._draws = 0
+        self.stop_on_bad_fraction = train  # evaluation sets report their bad files, never stop a run on them
         self.init_failures()
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def _rng(self, index: int) -> np.random.Generator:
+        """Evaluation: a function of the index; training: drawn from torch's RNG, which the training loader seeds per
+        sample from ``(seed, epoch, index)`` (so the clips picked survive a resume, whatever worker reads them)."""
         if not self.train:
             return np.random.default_rng([self.seed, index])
-        worker = get_worker_info()
-        self._draws += 1
-        return np.random.default_rng([self.seed, index, torch.initial_seed() % 2**32, self._draws, worker.id if worker else 0])
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
     def files(self, video: FeatureVideo) -> dict[str, Path]:
         """The video's feature files: one per stream and the spectrogram (``"spec"``)."""
@@ -264,11 +264,13 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
 
 
 def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Concatenate the videos' clips (video-major); ``bad_count`` stays one entry per video."""
+    """Concatenate the videos' clips (video-major); ``bad_count`` stays one entry per video, file names (str) a list."""
     out: dict[str, Any] = {}
     for key, value in samples[0].items():
         if key == "bad_count":
             out[key] = torch.tensor([s[key] for s in samples])
+        elif isinstance(value, str):  # bad_files: newline-joined paths, read by DataHealth
+            out[key] = [s[key] for s in samples]
         elif isinstance(value, dict):
             out[key] = {k: torch.cat([s[key][k] for s in samples]) for k in value}
         else:

@@ -89,7 +89,10 @@ def convert(fmt: str, src: str | Path, out: str | Path, **options: Any) -> Path:
     entry, digest = identify(src, fmt)
     converted = known[fmt](src, **options)
     model = build_and_load(converted)  # the exact-key check happens here, before anything is written
-    extra = {"converted_from": {"format": fmt, "source": src.name, "source_sha256": digest, "published": entry.name if entry else None, **converted.extra}}
+    notes = {k: v for k, v in converted.extra.items() if k != "clip"}
+    extra = {"converted_from": {"format": fmt, "source": src.name, "source_sha256": digest, "published": entry.name if entry else None, **notes}}
+    if "clip" in converted.extra:  # the clip geometry the model expects, where every tool looks for it (versanet.clip)
+        extra["clip"] = converted.extra["clip"]
     return save_pretrained(out, converted.model_config, model.state_dict(), converted.transforms, extra)
 
 

@@ -69,6 +69,8 @@ def milnce_model_config(state: dict) -> dict:
                 "spaces": {"vt": int(state["fc.weight"].shape[0])},
                 "edges": [{"source": "video", "space": "vt", "head": head}, {"source": "text", "space": "vt", "head": head}],
                 "terms": [{"space": "vt", "a": "video", "b": "text", "loss": {"class_path": "versanet.losses.nce.MILNCELoss"}}],
+                # MIL-NCE's evaluation ranks by the raw dot product of the unnormalised embeddings
+                "retrieval": [{"space": "vt", "query": "text", "gallery": ["video"], "fusion": "sum_dot"}],
             },
         },
     }
@@ -102,6 +104,6 @@ def convert_milnce_s3d(src: Path, vocab: str | None = None) -> Converted:
         "video": VideoClipTransform(crop=224, resize=224),
         "text": VocabularyTokenize(num_candidates=1, max_tokens=MAX_WORDS).set_words(words),
     }
-    extra = {"input": {"num_frames": 32, "fps": 10.0, "size": 224, "range": [0.0, 1.0]}, "similarity": "dot product (reference); versanet ranks by cosine"}
+    extra = {"input": {"num_frames": 32, "fps": 10.0, "size": 224, "range": [0.0, 1.0]}, "clip": {"num_frames": 32, "fps": 10.0}}
     return Converted(milnce_model_config(state), state_dict, transforms, extra)
 

@@ -162,7 +162,8 @@ def _convert(params: NamedParams, vocab_path: Path) -> Converted:
                               unknown_id=words.index("<unk>"), delete=DMVR_PUNCTUATION).set_words(words)
     transforms = {"video": VideoClipTransform(crop=200, resize=224), "audio": DmvrLogMel(), "text": text}
     config["encoders"]["text"]["init_args"]["vocab_size"] = table_rows
-    extra = {"input": {"num_frames": 32, "fps": 10.0, "size": 200, "audio_rate": 48000, "audio_seconds": 3.2, "range": [0.0, 1.0]}}
+    extra = {"input": {"num_frames": 32, "fps": 10.0, "size": 200, "audio_rate": 48000, "audio_seconds": 3.2, "range": [0.0, 1.0]},
+             "clip": {"num_frames": 32, "fps": 10.0, "audio_rate": 48000}}
     return Converted(config, state_dict, transforms, extra)
 
 

@@ -160,8 +160,8 @@ class CrossTaskDataModule(ClipDataModule):
             )
         return self._sets[split]
 
-    def _loader(self, dataset, batch_size: int, train: bool, collate_fn=None) -> DataLoader:  # noqa: ANN001
-        return super()._loader(dataset, batch_size, train, collate_fn=collate_videos)
+    def collate_fn(self):  # noqa: ANN201
+        return collate_videos
 
 
 # ---------------------------------------------------------------------------- on pre-extracted features (MCN)
