@@ -10,7 +10,6 @@ ranks, parameters) to a file the test reads back.
 from __future__ import annotations
 
 import os
-import socket
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -20,6 +19,7 @@ from lightning.pytorch import Callback, Trainer
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from distributed_helpers import free_port
 from versanet.encoders import Encoder, Tokens
 from versanet.graph import Edge, LossTerm, ModalityGraph
 from versanet.losses import MILNCELoss, NCELoss
@@ -235,11 +235,6 @@ class Capture(Callback):
         if trainer.global_rank == 0:
             torch.save({"grads": self.grads, "losses": self.losses, "params": params}, self.path)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_strategy(name: str, **kwargs: Any) -> Any:

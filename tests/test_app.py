@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from distributed_helpers import free_port
 from versanet.app.clips import ClipGrid, scan_videos
 from versanet.app.embedder import ClipEncoder
 from versanet.app.indexer import embed_folder
@@ -344,11 +344,6 @@ def test_plot_draws_every_moment_per_modality_coloured_by_its_label(index: Path,
 
 
 # ---------------------------------------------------------------------------- the web page
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def server(index: Path, videos: Path, tmp_path_factory: pytest.TempPathFactory):

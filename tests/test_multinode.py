@@ -8,21 +8,16 @@ gloo; both read the shards from one folder (shared storage), each its own half.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from distributed_helpers import free_port
 from test_cli import QUICKSTART, tiny_run_args
 from versanet.data.shards import data_shard
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
