@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from versanet.encoders.mcn.precomputed import PrecomputedFeatures
@@ -53,3 +54,12 @@ def test_sentence_max_pool_lets_padding_take_part_like_the_reference() -> None:
 def test_precomputed_features_pass_through() -> None:
     x = torch.randn(3, 7)
     assert torch.equal(PrecomputedFeatures(7)(x), x)
+
+
+def test_precomputed_features_standardized_have_zero_mean_unit_variance_and_no_parameters() -> None:
+    enc = PrecomputedFeatures(4, standardize=True)
+    x = torch.tensor([[1.0, 0.0, 2.0, 5.0], [3.0, 0.0, 2.0, 1.0], [2.0, 0.0, 2.0, 3.0]]) + 10
+    y = enc(x)
+    assert torch.allclose(y.mean(0), torch.zeros(4), atol=1e-3)  # constant columns: 0 up to rounding over sqrt(eps)
+    assert torch.allclose(y[:, 0], torch.tensor([-1.0, 1.0, 0.0]) / (2 / 3) ** 0.5, atol=1e-4)  # (x - mean) / sqrt(biased var + eps)
+    assert list(enc.parameters()) == [] and enc.standardize.running_mean[0] == pytest.approx(0.9 * 0 + 0.1 * 12.0)

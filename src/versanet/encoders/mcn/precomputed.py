@@ -23,20 +23,27 @@ class PrecomputedFeatures(Encoder):
 
     Args:
         dim: feature width (4096 for MCN's 2D + 3D video features).
+        standardize: pass the features through a non-affine ``BatchNorm1d`` (per-dimension mean and
+            variance, running statistics at evaluation; no parameters). Off in MCN. For features whose
+            videos differ only in a small part of a large shared component, e.g. a fixed random
+            network's (the toy quickstart: mean cosine 0.997 between videos), which raw-dot-product
+            losses cannot separate in a short run.
     """
 
     input_ndim = 1
     contract_kwargs = {"dim": 12}
     parameter_free: ClassVar[bool] = True  # the registry contract tests expect no parameters
 
-    def __init__(self, dim: int = 4096, modality: str = "video") -> None:
+    def __init__(self, dim: int = 4096, modality: str = "video", standardize: bool = False) -> None:
         super().__init__(modality, dim)
+        self.standardize = torch.nn.BatchNorm1d(dim, affine=False) if standardize else None
 
     def forward(self, x: Tensor) -> Tensor:
         """``[N, dim] -> [N, dim]``."""
         if x.dim() != 2 or x.shape[1] != self.out_dim:
             raise ValueError(f"PrecomputedFeatures({self.out_dim}) expects features [N, {self.out_dim}], got {tuple(x.shape)}")
-        return x.float()
+        x = x.float()
+        return self.standardize(x) if self.standardize is not None else x
 
     def forward_tokens(self, x: Tensor) -> Tokens:
         pooled = self.forward(x)
