@@ -171,6 +171,7 @@ class ClusteringTerm(ObjectiveTerm):
         self.queue_rows = 0
         self._pending: Tensor | None = None  # this step's gathered fused embeddings, pushed by update()
         self.last_fit = {"iterations": 0.0, "empty_clusters": 0.0, "seconds": 0.0}
+        self.batch_clusters = 0  # distinct clusters among the last training batch's labels (1: collapsed)
 
     def default_name(self) -> str:
         return f"clustering@{self.space}"
@@ -238,6 +239,7 @@ class ClusteringTerm(ObjectiveTerm):
             fused_all = gather_no_grad(fused.detach())
             self._pending = fused_all
             labels_all = self.cluster(fused_all, inputs.step)
+            self.batch_clusters = int(labels_all.unique().numel())
         elif bool(self.fitted):  # evaluation: assign to the current centroids, change nothing
             labels_all = cosine_assign(gather_no_grad(fused.detach()), self.centroids.to(fused.dtype))
         else:
@@ -270,4 +272,4 @@ class ClusteringTerm(ObjectiveTerm):
     def metrics(self) -> dict[str, Tensor]:
         fill = self.queue_rows / self.queue_size if self.queue_size else 1.0
         return {"queue_fill": torch.tensor(fill), "empty_clusters": torch.tensor(self.last_fit["empty_clusters"]),
-                "kmeans_iterations": torch.tensor(self.last_fit["iterations"])}
+                "kmeans_iterations": torch.tensor(self.last_fit["iterations"]), "batch_clusters": torch.tensor(float(self.batch_clusters))}
