@@ -125,6 +125,22 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     "versanet fit --config configs/deflation/recalibrate_toy.yaml --model.init_args.checkpoint PATH.ckpt":
         Run((*TINY_LOADER, "--data.init_args.batch_size=4", "--data.init_args.frames_per_video=2", "--trainer.max_steps=2"),
             writes="runs/deflation-toy/image_encoder.pt"),
+    # --- docs/mcn.md
+    "versanet fit --config configs/mcn/howto100m.yaml": Elsewhere(
+        "tests/test_mcn_data.py::test_paper_config_resolves_and_trains_at_tiny_size (this config, sizes shrunk, on a fixture release)"),
+    "versanet features extract configs/quickstart/fac.yaml data/toy/mcn_features [--ckpt runs/quickstart-fac/checkpoints/last.ckpt]": Elsewhere(
+        "a synopsis, not a command: the plain form runs in tests/test_mcn_quickstart.py"),
+    "versanet features extract configs/quickstart/fac.yaml data/toy/mcn_features": Elsewhere(
+        "tests/test_mcn_quickstart.py (the toy world's 80 videos extracted, then resumed with nothing redone)"),
+    "versanet fit --config configs/quickstart/mcn.yaml": Elsewhere("tests/test_mcn_quickstart.py (this config, shortened, must clear a retrieval and NMI bar)"),
+    "versanet test --config configs/mcn/youcook2_zeroshot.yaml --model.init_args.checkpoint runs/mcn-howto100m/checkpoints/last.ckpt": Elsewhere(
+        "tests/test_mcn_zeroshot.py (this config on features in the extractor's layout, from a tiny MCN checkpoint)"),
+    "versanet test --config configs/mcn/msrvtt_zeroshot.yaml --model.init_args.checkpoint runs/mcn-howto100m/checkpoints/last.ckpt": Elsewhere(
+        "tests/test_mcn_zeroshot.py (this config on features in the extractor's layout, from a tiny MCN checkpoint)"),
+    "versanet test --config configs/mcn/crosstask_zeroshot.yaml --model.init_args.checkpoint runs/mcn-howto100m/checkpoints/last.ckpt": Elsewhere(
+        "tests/test_mcn_crosstask.py::test_mcn_crosstask_config_scores_recall_as_the_reference (recall against a hand-computed reference)"),
+    "python benchmarks/mcn_step.py --batch 4096 --width 256 --repeats 3": Run(("--batch", "64", "--width", "32", "--audio_frames", "64", "--repeats", "1"),
+                                                                              expect="share of k-means + queue"),
     # --- docs/weights.md (release-format files written by tests/test_weights.py's generator)
     "versanet weights list": Run(expect="formats:"),
     "versanet weights convert --from FORMAT SRC OUT.ckpt [--vocab FILE]": Elsewhere("a synopsis, not a command: the conversions below run"),
