@@ -56,7 +56,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from versanet.data.captions import Caption, read_captions
 from versanet.data.failures import SkipBadSamples
-from versanet.data.loaders import make_loader
+from versanet.data.loaders import make_loader, sample_rng
 from versanet.data.transforms import Corpus, ModalityTransform
 from versanet.data.video_io import MediaDecodeError
 from versanet.registry import register
@@ -220,13 +220,6 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def _rng(self, index: int) -> np.random.Generator:
-        """Evaluation: a function of the index; training: drawn from torch's RNG, which the training loader seeds per
-        sample from ``(seed, epoch, index)`` (so the clips picked survive a resume, whatever worker reads them)."""
-        if not self.train:
-            return np.random.default_rng([self.seed, index])
-        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
-
     def files(self, video: FeatureVideo) -> dict[str, Path]:
         """The video's feature files: one per stream and the spectrogram (``"spec"``)."""
         folder = Path(video.path).parent if video.path else Path()
@@ -244,7 +237,7 @@ class FeatureClipDataset(SkipBadSamples, Dataset):
             raise MediaDecodeError(files["spec"], f"spectrogram has {spec.shape[0]} mel rows, expected {N_MELS} ([40, frames])")
         caps = video.captions
         if self.train:
-            picks = self._rng(index).choice(len(caps), self.clips_per_video, replace=True)
+            picks = sample_rng(self.train, self.seed, index).choice(len(caps), self.clips_per_video, replace=True)
             clips = [widen(caps, int(i), self.min_time) for i in picks]
         elif caption is not None:
             clips = [(caps[caption].start, caps[caption].end, [caps[caption].text])]

@@ -29,6 +29,7 @@ import math
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
@@ -70,6 +71,15 @@ def seeded(seed: int) -> Iterator[None]:
         yield
     finally:
         generator.set_state(state)
+
+
+def sample_rng(train: bool, seed: int, index: int) -> np.random.Generator:
+    """A sample's numpy generator: in evaluation a function of ``(seed, index)``; in training drawn from torch's RNG,
+    which the training loader seeds per sample from ``(seed, epoch, index)`` (:class:`SeededSamples`), so the draws
+    survive a resume whatever worker reads the sample."""
+    if not train:
+        return np.random.default_rng([seed, index])
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
 
 class EpochSampler(DistributedSampler):

@@ -26,14 +26,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from versanet.data.captions import Caption
 from versanet.data.failures import DataNotFound, SkipBadSamples
-from versanet.data.loaders import fit_progress, make_loader
+from versanet.data.loaders import fit_progress, make_loader, sample_rng
 from versanet.data.sampling import ClipSampler, apply_transforms, needs_of
 from versanet.data.transforms import Corpus, ModalityTransform
 from versanet.data.video_io import MediaSource
@@ -172,11 +171,6 @@ class ClipDataset(SkipBadSamples, Dataset):
         item = self.items[index]
         return item.path or item.key
 
-    def _rng(self, index: int) -> np.random.Generator:
-        """Evaluation: a function of the index; training: drawn from torch's RNG (seeded per sample by the training loader)."""
-        if not self.train:
-            return np.random.default_rng([self.seed, index])
-        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
     def encode_label(self, label: Any) -> Any:
         """int -> int64 scalar; list -> float32 multi-hot ``[num_classes]`` (multilabel); dict -> as is."""
@@ -198,7 +192,7 @@ class ClipDataset(SkipBadSamples, Dataset):
         """Decode and transform one item from ``source`` (its path or its bytes); raises MediaDecodeError."""
         views = self.sampler.views(self.train)
         raws = self.sampler.decode(
-            source, item.path or item.key, self.needs, self.train, self._rng(index), segment=item.segment,
+            source, item.path or item.key, self.needs, self.train, sample_rng(self.train, self.seed, index), segment=item.segment,
             captions=item.captions, query=item.query, video_id=item.key,
         )
         single = frozenset(m for m, t in self.transforms.items() if "captions" in t.needs) if self.retrieval else frozenset()

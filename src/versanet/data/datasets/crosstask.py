@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from versanet.data.datasets.base import ClipDataModule, ClipDataset, FileIndex, VideoItem, read_lines
 from versanet.data.failures import SkipBadSamples
 from versanet.data.features import DEFAULT_STREAMS, N_MELS, audio_window, context_window, per_second_rows, read_npz
-from versanet.data.loaders import make_loader
+from versanet.data.loaders import make_loader, sample_rng
 from versanet.data.sampling import apply_transforms, per_second_starts
 from versanet.data.transforms import Corpus, ModalityTransform
 from versanet.data.video_io import MediaDecodeError, MediaSource
@@ -97,7 +97,7 @@ class CrossTaskDataset(ClipDataset):
         task, segments = item.label["task"], item.label["segments"]
         steps = self.tasks[task][1]
         clip = self.sampler.clip_seconds
-        raws = self.sampler.decode(source, item.path or item.key, self.needs, False, self._rng(index),
+        raws = self.sampler.decode(source, item.path or item.key, self.needs, False, sample_rng(False, self.seed, index),
                                    starts=lambda d: per_second_starts(d, clip, self.max_seconds), video_id=item.key)  # type: ignore[arg-type]
         transforms = {m: t for m, t in self.transforms.items() if "captions" not in t.needs}
         inputs, masks = apply_transforms(transforms, raws, stack=True)
