@@ -295,3 +295,15 @@ def test_a_trunk_of_the_wrong_width_is_refused() -> None:
     encoders = {"video": VATTVideo(size="tiny", trunk="shared"), "audio": VATTAudio(size="tiny", trunk="shared")}
     with pytest.raises(ValueError, match="is 64 wide but trunk 'shared' is 512 wide"):
         PretrainModule(encoders, graph, trunks={"shared": VATTTrunk("small")})
+
+
+def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+    torch.manual_seed(0)
+    plain = VATTText(size="tiny", vocab_size=40).eval()  # eval: no dropout, so both passes are deterministic
+    recomputed = VATTText(size="tiny", vocab_size=40, grad_checkpointing=True).eval()
+    recomputed.load_state_dict(plain.state_dict())
+    ids = plain.example_input(3)
+    plain(ids).pow(2).sum().backward()
+    recomputed(ids).pow(2).sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), recomputed.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)

@@ -34,6 +34,17 @@ def test_training_noise_is_one_percent_of_the_peak() -> None:
     assert noise.std().item() == pytest.approx(0.01 * 0.8, rel=0.02) and abs(noise.mean().item()) < 2e-4
 
 
+def test_rms_normalisation() -> None:
+    wave = (np.sin(np.arange(16000) / 7.0) * 0.05).astype(np.float32)
+    out, _ = WaveformTransform(16000, normalize="rms")(clip(wave, train=False))
+    assert out.pow(2).mean().sqrt().item() == pytest.approx(1.0, rel=1e-5)
+    torch.testing.assert_close(out[0] / out[0].abs().max(), torch.from_numpy(wave) / np.abs(wave).max())
+    silent, _ = WaveformTransform(16000, normalize="rms")(clip(np.zeros(100, np.float32), train=False))
+    assert (silent == 0).all()
+    with pytest.raises(ValueError, match="normalize must be"):
+        WaveformTransform(normalize="peak")  # type: ignore[arg-type]
+
+
 def test_missing_audio_and_a_wrong_rate() -> None:
     out, mask = WaveformTransform(16000, num_samples=4000, noise=0.01)(clip(None, train=True))
     assert out.shape == (1, 4000) and (out == 0).all() and mask.tolist() == [False]

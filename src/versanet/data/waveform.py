@@ -6,18 +6,23 @@ corpus, and of a corpus mix, has the same length), and in training with VATT's n
 ``x + N(0, (noise * max|x|)^2)`` per clip (VATT: ``noise = 0.01`` at pretraining, 0 for fine-tuning).
 
 VATT's settings: 48 kHz, 3.2 s = 153,600 samples with 32 frames at 10 fps (HowTo100M), i.e. 1200
-tokens of 128 samples.
+tokens of 128 samples, no normalisation. ``normalize: rms`` (not VATT's) scales each clip to unit RMS
+first: a waveform token is a linear projection of the samples, and a quiet recording gives tokens
+far smaller than the layer-normalised positional embeddings they are added to; at VATT's scale
+500k steps overcome that, a short run (the toy quickstart) needs the help.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from versanet.data.transforms import ModalityTransform, RawClip
 from versanet.registry import register
+
+_SILENCE_RMS = 1e-4  # below this RMS a clip counts as silence and is not scaled up
 
 
 @register("transform")
@@ -29,16 +34,21 @@ class WaveformTransform(ModalityTransform):
         num_samples: fixed length S (crop or zero-pad the end); None keeps the decoded length
             (``round(clip seconds x sample_rate)``).
         noise: training-time Gaussian noise, standard deviation ``noise x max|x|`` of the clip (VATT: 0.01).
+        normalize: ``none`` (VATT) or ``rms``: each clip scaled to unit root-mean-square (silence stays silent).
     """
 
     needs = frozenset({"audio"})
 
-    def __init__(self, sample_rate: int = 48000, num_samples: int | None = None, noise: float = 0.0) -> None:
+    def __init__(
+        self, sample_rate: int = 48000, num_samples: int | None = None, noise: float = 0.0, normalize: Literal["none", "rms"] = "none",
+    ) -> None:
+        if normalize not in ("none", "rms"):
+            raise ValueError(f"WaveformTransform: normalize must be 'none' or 'rms', not {normalize!r}")
         if noise < 0:
             raise ValueError(f"WaveformTransform: noise is a non-negative fraction of the peak amplitude, got {noise}")
         if num_samples is not None and num_samples < 1:
             raise ValueError(f"WaveformTransform: num_samples must be positive, got {num_samples}")
-        self.sample_rate, self.num_samples, self.noise = sample_rate, num_samples, noise
+        self.sample_rate, self.num_samples, self.noise, self.normalize = sample_rate, num_samples, noise, normalize
 
     def spec(self) -> dict[str, Any]:
         return {"sample_rate": self.sample_rate, "num_samples": self.num_samples, "representation": "waveform"}
@@ -53,6 +63,8 @@ class WaveformTransform(ModalityTransform):
             wave = wave[: self.num_samples]
             if wave.shape[0] < self.num_samples:
                 wave = torch.cat([wave, wave.new_zeros(self.num_samples - wave.shape[0])])
+        if self.normalize == "rms" and present:
+            wave = wave / wave.pow(2).mean().sqrt().clamp(min=_SILENCE_RMS)
         if clip.train and self.noise > 0 and present:
             wave = wave + torch.randn_like(wave) * (self.noise * wave.abs().max())
         return wave.unsqueeze(0).contiguous(), torch.tensor([present])

@@ -98,13 +98,14 @@ class TemporalEmbeddings(nn.Module):
     def buckets(self) -> tuple[int]:
         return (self.temporal_position_embeddings.max_buckets,)
 
-    def embeddings(self, length: int) -> Tensor:
-        """``LN(e_t)`` for ``length`` positions: ``[length, D]``."""
+    def embeddings(self, grid: tuple[int]) -> Tensor:
+        """``LN(e_t)`` on a grid ``(L,)``: ``[L, D]``."""
+        (length,) = grid
         return self.layernorm(self.temporal_position_embeddings(length))
 
     def forward(self, x: Tensor, grid: tuple[int] | None = None) -> Tensor:
         """``[N, L, D]`` -> ``[N, L, D]`` (``grid``, if given, is ``(L,)``)."""
-        return self.dropout(x + self.embeddings(x.shape[1]))
+        return self.dropout(x + self.embeddings((x.shape[1],)))
 
 
 class SpatioTemporalEmbeddings(nn.Module):
