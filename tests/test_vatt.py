@@ -196,7 +196,7 @@ def test_resampling_to_a_larger_grid_is_smooth() -> None:
 
 def test_positional_tables_get_gradients_through_resampling() -> None:
     video = VATTVideo(size="tiny", max_buckets=(2, 2, 2)).eval()
-    video(torch.rand(1, 3, 8, 48, 48)).sum().backward()  # 2 x 3 x 3 tokens: the spatial tables are resampled 2 -> 3
+    video(torch.rand(1, 3, 8, 48, 48)).pow(2).sum().backward()  # 2 x 3 x 3 tokens: the spatial tables are resampled 2 -> 3
     pos = video.pos_embedding_lookup
     assert pos.vertical_position_embeddings.weight.grad.abs().sum() > 0 and pos.temporal_position_embeddings.weight.grad.abs().sum() > 0
 

@@ -71,28 +71,17 @@ def drop_tokens(x: Tensor, rate: float, per: DropTokenPer = "batch") -> Tensor:
 
 
 class _Tower(Encoder):
-    """Shared machinery of the towers: size, own or shared trunk, projections, aggregation token, DropToken."""
+    """What every tower shares: its size, an own or a shared trunk, the post-projection, the aggregation token."""
 
     shares_trunk = True
 
-    def __init__(
-        self, modality: str, size: VATTSize, dropout: float, pre_projection: bool, post_projection: int | None, trunk: str | None,
-        grad_checkpointing: bool, compile: bool, droptoken_rate: float = 0.0, droptoken_per: DropTokenPer = "batch", post_bias: bool = True,
-    ) -> None:
-        if not 0.0 <= droptoken_rate < 1.0:
-            raise ValueError(f"droptoken_rate is the fraction of tokens dropped, in [0, 1); got {droptoken_rate}")
-        if droptoken_per not in ("batch", "sample"):
-            raise ValueError(f"droptoken_per must be 'batch' or 'sample', not {droptoken_per!r}")
+    def __init__(self, modality: str, size: VATTSize, post_projection: int | None, trunk: str | None, post_bias: bool = True) -> None:
         super().__init__(modality, post_projection or size.d_model)
         self.size, self.d_model = size, size.d_model
-        self.droptoken_rate, self.droptoken_per = droptoken_rate, droptoken_per
         self.shared_trunk = trunk
-        self.pre_proj = nn.Linear(size.d_model, size.d_model) if pre_projection else None
         self.post_proj = nn.Linear(size.d_model, post_projection, bias=post_bias) if post_projection else None
-        for linear in (self.pre_proj, self.post_proj):
-            if linear is not None:
-                glorot_(linear)
-        self._trunk_args = dict(dropout=dropout, grad_checkpointing=grad_checkpointing, compile=compile)
+        if self.post_proj is not None:
+            glorot_(self.post_proj)
 
     def _agg_embedding(self, dim: int) -> nn.Parameter:
         """The learned aggregation token (Keras' Glorot-normal init of a vector: truncated normal, std ``dim ** -0.5``)."""
@@ -111,24 +100,44 @@ class _Tower(Encoder):
             )
         super().attach_trunk(trunk)
 
-    def prepare_downstream(self) -> None:
-        """No DropToken from now on (fine-tuning and evaluation see every token)."""
-        self.droptoken_rate = 0.0
-
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.trunk.set_grad_checkpointing(enable)
-
-    def _project_in(self, x: Tensor) -> Tensor:
-        return F.gelu(self.pre_proj(x)) if self.pre_proj is not None else x
 
     def _project_out(self, x: Tensor) -> Tensor:
         return F.gelu(self.post_proj(x)) if self.post_proj is not None else x
 
 
 class _MediaTower(_Tower):
-    """Video and audio: tokenise -> (pre-projection) -> positional embedding -> DropToken -> [AGG] -> trunk -> (post-projection)."""
+    """Video and audio: tokenise -> (pre-projection) -> positional embedding -> DropToken -> [AGG] -> trunk -> (post-projection).
+
+    Subclasses build the tokeniser and ``pos_embedding_lookup`` and implement :meth:`tokenise`.
+    """
 
     pos_embedding_lookup: SpatioTemporalEmbeddings | TemporalEmbeddings
+
+    def __init__(
+        self, modality: str, size: str, overrides: tuple[int | None, ...], dropout: float, droptoken_rate: float, droptoken_per: DropTokenPer,
+        pre_projection: bool, post_projection: int | None, trunk: str | None, grad_checkpointing: bool, compile: bool,
+    ) -> None:
+        if not 0.0 <= droptoken_rate < 1.0:
+            raise ValueError(f"droptoken_rate is the fraction of tokens dropped, in [0, 1); got {droptoken_rate}")
+        if droptoken_per not in ("batch", "sample"):
+            raise ValueError(f"droptoken_per must be 'batch' or 'sample', not {droptoken_per!r}")
+        spec = resolve_size(size, *overrides)
+        super().__init__(modality, spec, post_projection, trunk)
+        self.droptoken_rate, self.droptoken_per = droptoken_rate, droptoken_per
+        self.pre_proj = nn.Linear(spec.d_model, spec.d_model) if pre_projection else None
+        if self.pre_proj is not None:
+            glorot_(self.pre_proj)
+        self.agg_embedding = self._agg_embedding(spec.d_model)
+        self.trunk = None if trunk else VATTTrunk(size, *overrides, dropout=dropout, grad_checkpointing=grad_checkpointing, compile=compile)
+
+    def prepare_downstream(self) -> None:
+        """No DropToken from now on (fine-tuning and evaluation see every token)."""
+        self.droptoken_rate = 0.0
+
+    def _project_in(self, x: Tensor) -> Tensor:
+        return F.gelu(self.pre_proj(x)) if self.pre_proj is not None else x
 
     def tokenise(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """Raw input -> tokens ``[N, L, D]`` and their grid."""
@@ -177,14 +186,14 @@ class VATTVideo(_MediaTower):
         droptoken_per: DropTokenPer = "batch", pre_projection: bool = False, post_projection: int | None = None,
         trunk: str | None = None, grad_checkpointing: bool = False, compile: bool = False, modality: str = "video",
     ) -> None:
-        spec = resolve_size(size, num_layers, d_model, d_ff, num_heads, d_kv)
-        super().__init__(modality, spec, dropout, pre_projection, post_projection, trunk, grad_checkpointing, compile, droptoken_rate, droptoken_per)
+        super().__init__(
+            modality, size, (num_layers, d_model, d_ff, num_heads, d_kv), dropout, droptoken_rate, droptoken_per, pre_projection,
+            post_projection, trunk, grad_checkpointing, compile,
+        )
         self.patch_size, self.max_buckets = tuple(patch_size), tuple(max_buckets)
-        self.voxel_to_patch = nn.Conv3d(3, spec.d_model, self.patch_size, stride=self.patch_size)
+        self.voxel_to_patch = nn.Conv3d(3, self.d_model, self.patch_size, stride=self.patch_size)
         glorot_(self.voxel_to_patch)
-        self.pos_embedding_lookup = SpatioTemporalEmbeddings(spec.d_model, self.max_buckets, dropout)  # type: ignore[arg-type]
-        self.agg_embedding = self._agg_embedding(spec.d_model)
-        self.trunk = None if trunk else VATTTrunk(size, num_layers, d_model, d_ff, num_heads, d_kv, **self._trunk_args)
+        self.pos_embedding_lookup = SpatioTemporalEmbeddings(self.d_model, self.max_buckets, dropout)  # type: ignore[arg-type]
 
     def tokenise(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """``[N, 3, T, H, W]`` -> tubelet tokens ``[N, T'*H'*W', D]`` in (t, h, w) order, grid ``(T', H', W')``."""
@@ -212,14 +221,8 @@ class VATTAudio(_MediaTower):
     Args:
         patch_size: samples per token (kernel = stride of the tokeniser's Conv1d).
         max_buckets: positional buckets: the pretraining token count (3.2 s at 48 kHz / 128 = 1200).
-        droptoken_rate, droptoken_per: as :class:`VATTVideo`.
-        size: ``small`` | ``base`` | ``medium`` | ``large`` (VATT's presets; ``tiny`` for tests and the toy world).
-        num_layers, d_model, d_ff, num_heads, d_kv: override fields of the preset.
-        dropout: Transformer and positional-embedding dropout (0.1).
-        pre_projection: Linear(d, d) + GELU after the tokeniser (VATT-MA).
-        post_projection: width of a Linear + GELU after the Transformer (VATT-MA: 1024); None: none.
-        trunk: name of a shared trunk under ``model.init_args.trunks`` to run instead of an own Transformer.
-        grad_checkpointing: recompute each Transformer layer in backward. compile: ``torch.compile`` each layer.
+        size, num_layers, d_model, d_ff, num_heads, d_kv, dropout, droptoken_rate, droptoken_per, pre_projection,
+        post_projection, trunk, grad_checkpointing, compile: as :class:`VATTVideo`.
     """
 
     input_ndim = 2
@@ -232,14 +235,14 @@ class VATTAudio(_MediaTower):
         post_projection: int | None = None, trunk: str | None = None, grad_checkpointing: bool = False, compile: bool = False,
         modality: str = "audio",
     ) -> None:
-        spec = resolve_size(size, num_layers, d_model, d_ff, num_heads, d_kv)
-        super().__init__(modality, spec, dropout, pre_projection, post_projection, trunk, grad_checkpointing, compile, droptoken_rate, droptoken_per)
+        super().__init__(
+            modality, size, (num_layers, d_model, d_ff, num_heads, d_kv), dropout, droptoken_rate, droptoken_per, pre_projection,
+            post_projection, trunk, grad_checkpointing, compile,
+        )
         self.patch_size, self.max_buckets = patch_size, max_buckets
-        self.wave_to_patch = nn.Conv1d(1, spec.d_model, patch_size, stride=patch_size)
+        self.wave_to_patch = nn.Conv1d(1, self.d_model, patch_size, stride=patch_size)
         glorot_(self.wave_to_patch)
-        self.pos_embedding_lookup = TemporalEmbeddings(spec.d_model, max_buckets, dropout)
-        self.agg_embedding = self._agg_embedding(spec.d_model)
-        self.trunk = None if trunk else VATTTrunk(size, num_layers, d_model, d_ff, num_heads, d_kv, **self._trunk_args)
+        self.pos_embedding_lookup = TemporalEmbeddings(self.d_model, max_buckets, dropout)
 
     def tokenise(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """``[N, 1, S]`` -> ``[N, S // patch_size, D]``, grid ``(S // patch_size,)``."""
@@ -294,7 +297,7 @@ class VATTText(FrozenWordTable, _Tower):
     ) -> None:
         spec = resolve_size(size, num_layers, d_model, d_ff, num_heads, d_kv)
         # VATT's T5 tower has a post-projection without bias; VATT-MA's has one
-        super().__init__(modality, spec, dropout, False, post_projection, trunk, grad_checkpointing, compile, post_bias=trunk is not None)
+        super().__init__(modality, spec, post_projection, trunk, post_bias=trunk is not None)
         self.embed_dim, self.pad_id = embed_dim, pad_id
         self.init_table(embeddings_path, vocab_path, vocab_size, seed)
         if trunk is None:  # T5 tower: [AGG] in word-vector space, Linear without bias, relative position bias

@@ -172,21 +172,18 @@ class TransformerEncoderLayer(nn.Module):
         return self.feed_forward(x)
 
 
-class TransformerEncoder(nn.Module):
-    """VATT's pre-LN Transformer: ``layers`` then ``final_layer_norm`` and dropout; ``[N, L, D]`` -> ``[N, L, D]``.
+class LayerStack(nn.Module):
+    """Layers ``[N, L, D] -> [N, L, D]`` that share an attention bias, a final norm and dropout; speed switches.
 
-    Args:
-        size: the layer count and widths (:data:`SIZES`).
-        dropout: residual, MLP and attention-weight dropout (0.1 in VATT).
-        grad_checkpointing: recompute each layer in backward (memory for compute).
-        compile: ``torch.compile`` each layer (in place; the first steps pay the compilation).
+    ``grad_checkpointing``: recompute each layer in backward (memory for compute); ``compile``:
+    ``torch.compile`` each layer in place (the first steps pay the compilation).
     """
 
-    def __init__(self, size: VATTSize, dropout: float = 0.1, grad_checkpointing: bool = False, compile: bool = False) -> None:
+    def __init__(self, size: VATTSize, layers: list[nn.Module], final_layer_norm: nn.Module, dropout: float, grad_checkpointing: bool, compile: bool) -> None:
         super().__init__()
         self.size, self.d_model = size, size.d_model
-        self.layers = nn.ModuleList([TransformerEncoderLayer(size, dropout) for _ in range(size.num_layers)])
-        self.final_layer_norm = nn.LayerNorm(size.d_model, eps=LAYER_NORM_EPS)
+        self.layers = nn.ModuleList(layers)
+        self.final_layer_norm = final_layer_norm
         self.dropout = nn.Dropout(dropout)
         self.grad_checkpointing = grad_checkpointing
         if compile:
@@ -196,14 +193,28 @@ class TransformerEncoder(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
+    def run_layers(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        """Every layer (with ``bias`` added to its attention scores), then the final norm and dropout."""
+        layers = self.layers if bias is None else [partial(layer, attn_bias=bias) for layer in self.layers]
+        return self.dropout(self.final_layer_norm(run_blocks(layers, x, self.grad_checkpointing)))
+
+
+class TransformerEncoder(LayerStack):
+    """VATT's pre-LN Transformer: ``layers`` then ``final_layer_norm`` and dropout; ``[N, L, D]`` -> ``[N, L, D]``.
+
+    Args:
+        size: the layer count and widths (:data:`SIZES`).
+        dropout: residual, MLP and attention-weight dropout (0.1 in VATT).
+        grad_checkpointing, compile: see :class:`LayerStack`.
+    """
+
+    def __init__(self, size: VATTSize, dropout: float = 0.1, grad_checkpointing: bool = False, compile: bool = False) -> None:
+        layers = [TransformerEncoderLayer(size, dropout) for _ in range(size.num_layers)]
+        super().__init__(size, layers, nn.LayerNorm(size.d_model, eps=LAYER_NORM_EPS), dropout, grad_checkpointing, compile)
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``x [N, L, D]``, ``mask`` bool ``[N, L]`` (True = real token; None: all) -> ``[N, L, D]``."""
-        bias = padding_bias(mask, x.dtype)
-        if bias is None:
-            x = run_blocks(self.layers, x, self.grad_checkpointing)
-        else:
-            x = run_blocks([partial(layer, attn_bias=bias) for layer in self.layers], x, self.grad_checkpointing)
-        return self.dropout(self.final_layer_norm(x))
+        return self.run_layers(x, padding_bias(mask, x.dtype))
 
 
 # ---------------------------------------------------------------------------- T5 (the text tower)
@@ -257,11 +268,11 @@ class T5EncoderLayer(nn.Module):
         self.self_attention = T5SelfAttention(size, dropout, num_buckets, max_distance)
         self.feed_forward = FeedForward(size.d_model, size.d_ff, bias=False, dropout=dropout)
 
-    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
-        return self.feed_forward(self.self_attention(x, bias))
+    def forward(self, x: Tensor, attn_bias: Tensor) -> Tensor:
+        return self.feed_forward(self.self_attention(x, attn_bias))
 
 
-class T5Encoder(nn.Module):
+class T5Encoder(LayerStack):
     """VATT's T5 text encoder on embedded tokens: ``[N, L, D]`` (+ mask) -> ``[N, L, D]``.
 
     Dropout on the input, ``layers`` (layer 0 computes the relative position bias, 32 buckets up to
@@ -272,20 +283,8 @@ class T5Encoder(nn.Module):
         self, size: VATTSize, dropout: float = 0.1, num_buckets: int = 32, max_distance: int = 64,
         grad_checkpointing: bool = False, compile: bool = False,
     ) -> None:
-        super().__init__()
-        self.size, self.d_model = size, size.d_model
-        self.dropout = nn.Dropout(dropout)
-        self.layers = nn.ModuleList(
-            [T5EncoderLayer(size, dropout, num_buckets if i == 0 else None, max_distance) for i in range(size.num_layers)]
-        )
-        self.final_layer_norm = nn.RMSNorm(size.d_model, eps=LAYER_NORM_EPS)
-        self.grad_checkpointing = grad_checkpointing
-        if compile:
-            for layer in self.layers:
-                layer.compile()
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
+        layers = [T5EncoderLayer(size, dropout, num_buckets if i == 0 else None, max_distance) for i in range(size.num_layers)]
+        super().__init__(size, layers, nn.RMSNorm(size.d_model, eps=LAYER_NORM_EPS), dropout, grad_checkpointing, compile)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """``x [N, L, D]``, ``mask`` bool ``[N, L]`` (True = real token) -> ``[N, L, D]``."""
@@ -293,6 +292,4 @@ class T5Encoder(nn.Module):
         padding = padding_bias(mask, x.dtype)
         if padding is not None:
             bias = bias + padding  # [N, H, L, L]
-        x = self.dropout(x)
-        x = run_blocks([partial(layer, bias=bias) for layer in self.layers], x, self.grad_checkpointing)
-        return self.dropout(self.final_layer_norm(x))
+        return self.run_layers(self.dropout(x), bias)
