@@ -1,6 +1,6 @@
 """A tiny VATT learns on the toy world, and its checkpoint goes through every benchmark family.
 
-One short run of the quickstart VATT (``configs/quickstart/vatt.yaml``, 100 steps of 32 clips instead
+One short run of the quickstart VATT (``configs/quickstart/vatt.yaml``, 120 steps of 32 clips instead
 of 500) on a fresh 320 + 80 video toy world is shared by the tests here: held-out retrieval must clear chance by a margin (the README-sized
 run's figures are in ``docs/vatt.md``), then the checkpoint is fine-tuned at a higher resolution than
 it was pretrained at, probed through its raw-waveform tower and through images tiled along time, and
@@ -33,12 +33,12 @@ def _single_thread(cli_single_thread: None) -> None:
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
-    """(toy world root, checkpoint, held-out retrieval results) of a 100-step quickstart VATT run."""
+    """(toy world root, checkpoint, held-out retrieval results) of a 120-step quickstart VATT run."""
     base = tmp_path_factory.mktemp("vatt_toy")
     root = generate_toy_world(base / "toy", ToyWorldConfig(num_train=320, num_val=VAL, seconds=4.0, seed=5), workers=2)
     cli = run_cli([
         "fit", "--config", str(QUICKSTART / "vatt.yaml"), f"--data.init_args.root={root}", "--data.init_args.toy=null",
-        "--data.init_args.num_workers=1", "--trainer.max_epochs=10", "--trainer.check_val_every_n_epoch=10",
+        "--data.init_args.num_workers=1", "--trainer.max_epochs=12", "--trainer.check_val_every_n_epoch=12",
         "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={base / 'pretrain'}",
         "--trainer.callbacks=[{class_path: lightning.pytorch.callbacks.ModelCheckpoint, init_args: {save_last: true}}]",
         "--model.init_args.warmup_steps=20",
@@ -54,9 +54,9 @@ def test_a_short_vatt_run_learns_cross_modal_retrieval(pretrained: tuple[Path, P
     text_video, video_audio = results[("text", "video")], results[("video", "audio")]
     print({pair: {k: round(r[k], 3) for k in ("R@1", "R@10", "MedR")} for pair, r in results.items()}, f"chance R@1 {chance:.4f}")
     assert text_video["n"] == VAL
-    # 100 steps: colour and part of shape and motion are learned (the 500-step quickstart's figures are in docs/vatt.md)
+    # 120 steps: colour and some of shape and motion are learned (the 500-step quickstart's figures are in docs/vatt.md)
     assert text_video["R@10"] >= 3 * 10 * chance and text_video["MedR"] <= VAL / 4
-    assert video_audio["R@10"] >= 2 * 10 * chance
+    assert video_audio["R@10"] >= 2 * 10 * chance and video_audio["MedR"] <= VAL / 3
 
 
 @pytest.mark.slow
@@ -73,9 +73,10 @@ def test_vatt_benchmarks_fine_tune_at_a_new_resolution_and_probe_audio_images_an
     assert tokens.grid == (2, 9, 9) and tokens.tokens.shape[1] == 162
     tuned = run_benchmark(BENCH / "toy_finetune.yaml", str(ckpt), tmp_path / "finetune", [*common, "--trainer.max_epochs=1", "--trainer.limit_train_batches=3"])
     assert 0.0 <= tuned["test/top1"] <= 1.0
-    audio = run_benchmark(BENCH / "toy_audio.yaml", str(ckpt), tmp_path / "audio", [*common, f"--model.init_args.cache_dir={tmp_path / 'cache'}"])
-    image = run_benchmark(BENCH / "toy_image.yaml", str(ckpt), tmp_path / "image", [*common, f"--model.init_args.cache_dir={tmp_path / 'cache'}"])
-    chance = 1 / 4  # four shapes
-    assert audio["test/top1"] > chance + 0.1 and image["test/top1"] > chance  # pitch encodes the shape; a still frame shows it
+    # frozen probes on colour labels (5 classes): the timbre of the raw waveform, a still frame tiled along time
+    colour = [*common, "--data.init_args.label_key=colour", f"--model.init_args.cache_dir={tmp_path / 'cache'}"]
+    audio = run_benchmark(BENCH / "toy_audio.yaml", str(ckpt), tmp_path / "audio", colour)
+    image = run_benchmark(BENCH / "toy_image.yaml", str(ckpt), tmp_path / "image", colour)
+    assert audio["test/top1"] >= 0.4 and image["test/top1"] >= 0.6  # chance 0.2
     zero_shot = run_benchmark(BENCH / "toy_retrieval.yaml", str(ckpt), tmp_path / "retrieval", common)
     assert zero_shot["test/text_to_video/R@10"] >= 2 * 10 / VAL

@@ -35,6 +35,7 @@ Shape legend: N samples, L tokens, D = ``d_model``.
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 from typing import Any, Literal, Mapping
 
 import torch
@@ -139,9 +140,9 @@ class _MediaTower(_Tower):
     def _project_in(self, x: Tensor) -> Tensor:
         return F.gelu(self.pre_proj(x)) if self.pre_proj is not None else x
 
+    @abstractmethod
     def tokenise(self, x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
         """Raw input -> tokens ``[N, L, D]`` and their grid."""
-        raise NotImplementedError
 
     def forward_tokens(self, x: Tensor) -> Tokens:
         """Raw input -> output tokens ``[N, L', out_dim]`` (L' = L, or the kept tokens under DropToken) and the [AGG] output."""
