@@ -33,3 +33,11 @@ def test_data_throughput_measures_files_and_shards(capsys: pytest.CaptureFixture
     for row in ("bare PyAV decode (floor)", "strict floor", "read_clip", "pipeline, train, from mp4 files", "pipeline, train, from shards", "pipeline, eval"):
         assert f"| {row}" in out or row in out
     assert "load average" in out
+
+
+def test_step_time_vatt_b_row_runs_vatt_bbs_towers_at_tiny_inputs(capsys: pytest.CaptureFixture, one_thread: None) -> None:
+    """The real VATT-B row (Base video/audio Transformers with DropToken, T5-Small text): ~10 CPU s at 4x32x32 video."""
+    step_time.main(["--backbones", "VATT-B", "--batch", "2", "--frames", "4", "--size", "32", "--seconds", "0.02", "--steps", "1"])
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| FAC, VATT-B |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert 190e6 < int(cells[1].replace(",", "")) < 200e6 and float(cells[2]) > 0  # VATT-BBS: 193.9M with FAC heads

@@ -333,3 +333,100 @@ def test_gradient_checkpointing_gives_the_same_gradients() -> None:
     recomputed(ids).pow(2).sum().backward()
     for (name, a), b in zip(plain.named_parameters(), recomputed.parameters()):
         torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_vatt_ma_optimiser_holds_the_shared_trunk_once() -> None:
+    from lightning.pytorch import Trainer
+
+    model = tiny_ma()
+    model.trainer = Trainer(max_steps=10, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    params = [p for group in model.configure_optimizers()["optimizer"].param_groups for p in group["params"]]
+    assert len({id(p) for p in params}) == len(params)
+    assert sum(p.numel() for p in params) == trainable(model)
+    trunk = {id(p) for p in model.trunks["shared"].parameters()}
+    assert sum(id(p) in trunk for p in params) == len(trunk)  # each trunk tensor once, though three encoders hold it
+
+
+# ---------------------------------------------------------------------------- speed flags
+def test_bf16_autocast_forward_and_backward(one_thread: None) -> None:
+    torch.manual_seed(0)
+    towers = [VATTVideo(size="tiny", max_buckets=(2, 2, 2), droptoken_rate=0.5), VATTAudio(size="tiny", patch_size=16, max_buckets=8), VATTText(size="tiny", vocab_size=40)]
+    for tower in towers:
+        x = tower.example_input(2)
+        linear_dtypes = set()
+        hooks = [m.register_forward_hook(lambda mod, args, y: linear_dtypes.add(y.dtype)) for m in tower.modules() if isinstance(m, nn.Linear)]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = tower(x)
+        for hook in hooks:
+            hook.remove()
+        assert linear_dtypes == {torch.bfloat16} and torch.isfinite(out.float()).all()  # every matmul in bf16; norms stay fp32
+        out.float().pow(2).sum().backward()
+        grads = [p.grad for p in tower.parameters() if p.requires_grad]
+        assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads), type(tower).__name__
+
+
+@pytest.mark.slow  # inductor compiles two layers: ~20 s on a busy 2-core machine
+def test_compile_flag_compiles_each_layer_and_keeps_the_outputs(one_thread: None) -> None:
+    torch.manual_seed(0)
+    plain = VATTAudio(size="tiny", patch_size=16, max_buckets=8).eval()
+    compiled = VATTAudio(size="tiny", patch_size=16, max_buckets=8, compile=True).eval()
+    compiled.load_state_dict(plain.state_dict())
+    assert all(layer._compiled_call_impl is not None for layer in compiled.trunk.layers)
+    assert all(layer._compiled_call_impl is None for layer in plain.trunk.layers)
+    x = plain.example_input(2)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), plain(x), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------- DropToken under negatives accumulation
+def tiny_vatt_va(per: str, accumulation: int) -> PretrainModule:
+    """Video and audio towers with DropToken 50% and dropout 0.1, NCE in one space."""
+    torch.manual_seed(0)
+    encoders = {
+        "video": VATTVideo(size="tiny", max_buckets=(2, 2, 2), droptoken_rate=0.5, droptoken_per=per),
+        "audio": VATTAudio(size="tiny", patch_size=16, max_buckets=8, droptoken_rate=0.5, droptoken_per=per),
+    }
+    graph = ModalityGraph({"va": 8}, [Edge("video", "va"), Edge("audio", "va")], [LossTerm("va", "video", "audio")])
+    return PretrainModule(encoders, graph, warmup_steps=0, negatives_accumulation=accumulation)
+
+
+@pytest.mark.parametrize("per", ["batch", "sample"])
+def test_droptoken_draws_from_the_global_rng_so_negatives_accumulation_reproduces_its_micro_batches(per: str, tmp_path: Path, one_thread: None) -> None:
+    """DropToken (and dropout) draw from torch's global RNG: negatives accumulation's cached pass and its re-run
+    draw the same tokens, and a re-seeded run gives the gradients of the micro-batches forwarded in turn with a graph.
+    It is not the gradient of the whole batch in one pass: the draws depend on the split (docs/vatt.md)."""
+    from lightning.pytorch import Callback, Trainer
+    from torch.utils.data import DataLoader
+
+    from scale_helpers import Capture, Samples, reference_micro_batches, reference_step
+
+    class Reseed(Callback):
+        def on_train_batch_start(self, *args: object) -> None:
+            torch.manual_seed(123)
+
+    probe = tiny_vatt_va(per, 1)
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "video": torch.rand(8, *probe.encoders["video"].example_input(1).shape[1:], generator=g) * 2 - 1,
+        "audio": torch.randn(8, 1, 128, generator=g),
+        "mask": {"audio": torch.ones(8, 1, dtype=torch.bool)},
+        "index": torch.arange(8),
+    }
+    micro, one_pass = tiny_vatt_va(per, 1), tiny_vatt_va(per, 1)
+    torch.manual_seed(123)
+    expected_loss, expected = reference_micro_batches(micro, batch, parts=2)
+    torch.manual_seed(123)
+    _, whole = reference_step(one_pass, batch)
+    name = "encoders.video.voxel_to_patch.weight"
+    assert not torch.allclose(whole[name], expected[name])  # one pass over 8 clips draws other tokens than two passes over 4
+
+    trainer = Trainer(
+        accelerator="cpu", devices=1, max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Capture(str(tmp_path / "c.pt")), Reseed()],
+    )
+    trainer.fit(tiny_vatt_va(per, 2), train_dataloaders=DataLoader(Samples(batch), batch_size=8))
+    got = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert got["losses"][0] == pytest.approx(expected_loss, abs=1e-5)
+    assert set(got["grads"]) == set(expected)
+    for key, grad in expected.items():
+        torch.testing.assert_close(got["grads"][key], grad, atol=1e-5, rtol=1e-4, msg=lambda m: f"{key}: {m}")

@@ -92,11 +92,14 @@ class _Tower(Encoder):
         return token
 
     def attach_trunk(self, trunk: nn.Module) -> None:
-        if not isinstance(trunk, TransformerEncoder):
-            raise TypeError(f"{type(self).__name__} runs a VATTTrunk, but trunk {self.shared_trunk!r} is a {type(trunk).__name__}")
-        if trunk.d_model != self.d_model:
+        inner = trunk
+        while not isinstance(inner, TransformerEncoder) and isinstance(getattr(inner, "module", None), nn.Module):
+            inner = inner.module  # a strategy's wrapper around the shared trunk (an FSDP unit): check what it wraps
+        if not isinstance(inner, TransformerEncoder):
+            raise TypeError(f"{type(self).__name__} runs a VATTTrunk, but trunk {self.shared_trunk!r} is a {type(inner).__name__}")
+        if inner.d_model != self.d_model:
             raise ValueError(
-                f"{type(self).__name__} ({self.modality}) is {self.d_model} wide but trunk {self.shared_trunk!r} is {trunk.d_model} wide; "
+                f"{type(self).__name__} ({self.modality}) is {self.d_model} wide but trunk {self.shared_trunk!r} is {inner.d_model} wide; "
                 "give the encoder the trunk's size"
             )
         super().attach_trunk(trunk)
