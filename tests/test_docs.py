@@ -144,6 +144,15 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     'versanet search runs/search/toy "a blue square moving up" -k 5': Run(expect="(5 of "),
     "versanet serve runs/search/toy": Elsewhere("tests/test_app.py: the server on a free port, its page in headless Chromium"),
     "versanet plot runs/search/toy --labels data/toy/labels.csv --column colour": Run(("--method", "pca"), expect="wrote", writes="runs/search/toy/plot.html"),
+    # --- docs/vatt.md (the quickstart fits write the checkpoint the suite command reads; the paper configs train at tiny size in
+    # tests/test_vatt_configs.py; the full quickstart figures are checked at a shorter run in tests/test_vatt_toy.py)
+    "versanet fit --config configs/quickstart/vatt.yaml": Run(TINY_FIT, expect="text -> video", writes="runs/quickstart-vatt/lightning_logs/version_0/checkpoints/last.ckpt"),
+    "versanet fit --config configs/quickstart/vatt_ma.yaml": Run(TINY_FIT, expect="text -> video", writes="runs/quickstart-vatt_ma/lightning_logs/version_0/checkpoints/last.ckpt"),
+    "versanet fit --config configs/vatt/mbs.yaml --print_config": Run(expect="class_path: versanet.encoders.vatt.VATTVideo"),
+    "versanet fit --config configs/vatt/mbs.yaml": Run(("--print_config",), expect="droptoken_rate: 0.5"),
+    "versanet benchmark --ckpt runs/quickstart-vatt/lightning_logs/version_0/checkpoints/last.ckpt --suite configs/vatt/benchmarks/suites/toy.yaml --data_root data/toy":
+        Run(("--only", "[toy_zeroshot]", "--output", "runs/docs_vatt_suite", *BENCH_FLAGS), expect="T->V R@1"),
+    "python benchmarks/vatt_flops.py": Run(("--models", "mbs", "--batch", "4", "--warmup", "0", "--reps", "1"), expect="784.8 -> 375.4"),
     # --- docs/plugins.md
     "versanet list --kind encoder": Run(expect="MotionCNN"),
     "versanet fit --config plugins/versanet-motion/configs/four_modalities.yaml": Run(TINY_FIT, writes="runs/four-modalities/lightning_logs/version_0/checkpoints"),
