@@ -70,6 +70,7 @@ class PretrainModule(LightningModule):
         self.save_hyperparameters(ignore=["encoders", "graph", "trunks"] if not self._from_cli() else None)
         # trunks first: a shared tensor's checkpoint key is its first name, trunks.<name>.*
         self.trunks = nn.ModuleDict(trunks or {})
+        encoders = drop_unread_encoders(encoders, graph)
         for name, encoder in encoders.items():
             encoder.modality = name
         attach_trunks(encoders, self.trunks)
@@ -425,6 +426,20 @@ class PretrainModule(LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = warmup_cosine(optimizer, total, self.hparams.warmup_steps, self.hparams.final_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def drop_unread_encoders(encoders: dict[str, Encoder], graph: ModalityGraph) -> dict[str, Encoder]:
+    """``encoders`` without those no edge and no objective term reads, with a warning naming them.
+
+    Their parameters would never get a gradient: DDP stops at the first step ("parameters that were not
+    used in producing loss"), and they would only cost memory and checkpoint space.
+    """
+    read = set(graph.modalities) | {node.split("@", 1)[0] for term in graph.terms for node in term.reads()}
+    unread = [m for m in encoders if m not in read]
+    if unread:
+        rank_zero_warn(f"graph {graph.name!r} reads no {', '.join(unread)}: encoder(s) {', '.join(unread)} dropped "
+                       "(no edge or objective term uses them; their weights would never train)")
+    return {m: e for m, e in encoders.items() if m in read}
 
 
 def attach_trunks(encoders: dict[str, Encoder], trunks: nn.ModuleDict) -> None:
