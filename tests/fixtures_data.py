@@ -58,14 +58,18 @@ def write_video(path: Path, seconds: float = 3.0, audio: bool = True, tone_at: f
     if path.suffix == ".mp4" and audio and not faststart:
         write_toy_mp4(path, frames, sound, FPS, RATE)
         return path
-    codec = "libx264" if path.suffix == ".mp4" else "mpeg4"
+    codec = {".mp4": "libx264", ".webm": "libvpx"}.get(path.suffix, "mpeg4")
     acodec = "aac" if path.suffix == ".mp4" else "pcm_s16le"
+    if path.suffix == ".webm" and audio:
+        raise ValueError("write_video: .webm fixtures are video-only (VP8)")
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(path), mode="w", options=options) as container:
         vs = container.add_stream(codec, rate=FPS)
         vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             vs.options = {"bf": "0", "g": str(FPS)}
+        elif codec == "libvpx":
+            vs.options = {"g": str(FPS), "deadline": "realtime"}
         else:
             vs.options = {"qscale": "2"}
             vs.codec_context.gop_size = FPS
@@ -286,3 +290,26 @@ def make_video_folder(root: Path, media: MediaCache, n: int = 4, captions: list[
     rows = captions if captions is not None else [[v, 0.0, 1.5, f"first part of {v}"] for v in ids] + [[v, 1.5, 3.0, f"second part of {v}"] for v in ids]
     _csv(root / "captions.csv", ["video_id", "start", "end", "text"], rows)
     return ids
+
+
+def make_howto100m(root: Path, media: MediaCache) -> list[str]:
+    """HowTo100M as released: ``videos/<id>.<container>`` (4 s; one .mkv) and ``caption.json`` (no split files); returns the ids."""
+    ids = ["htm_aaaaaaaa", "htm_bbbbbbbb", "htm_cccccccc", "htm_dddddddd"]
+    for i, vid in enumerate(ids):
+        media.video(root / "videos" / f"{vid}{'.mkv' if i == 3 else '.mp4'}", seconds=4.0)
+    captions = {vid: {"start": [0.0, 1.5, 3.0], "end": [1.5, 3.0, 4.0],
+                      "text": [f"first we chop the onion {i}", "then fry it in the pan", "serve it hot"]} for i, vid in enumerate(ids)}
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "caption.json").write_text(json.dumps(captions))
+    return ids
+
+
+def write_word2vec_bin(path: Path, words: list[str], dim: int = 300, seed: int = 0) -> np.ndarray:
+    """A GoogleNews-style binary word2vec file: ``"N D\\n"`` then ``word + b" " + float32[D]`` per entry."""
+    vectors = np.random.default_rng(seed).standard_normal((len(words), dim)).astype("<f4")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(f"{len(words)} {dim}\n".encode())
+        for word, vec in zip(words, vectors):
+            f.write(word.encode() + b" " + vec.tobytes() + b"\n")
+    return vectors

@@ -22,7 +22,7 @@ MINE = [S3DG, TSMResNet50, TSMResNet50x2, R2Plus1D18, AudioResNet50]
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-# (class, constructor kwargs, trainable parameters, out_dim) -- SPEC section 3
+# (class, constructor kwargs, trainable parameters, out_dim) -- docs/method.md, "Backbones"
 FULL_SIZE = [
     (S3DG, {}, 9_162_704, 1024),
     (TSMResNet50, {}, 23_500_352, 2048),

@@ -78,3 +78,12 @@ def test_save_pretrained_writes_a_checkpoint_every_loader_accepts(tmp_path: Path
         torch.testing.assert_close(a, b, msg=name)
     assert isinstance(loaded.transforms["audio"], LogMelTransform)
     assert safe_load(path)["versanet"]["source_sha256"] == "ab"
+
+
+def test_a_fit_checkpoint_records_its_clip_geometry(toy_root: Path, tmp_path: Path) -> None:
+    from test_cli import tiny_run_args
+
+    main(["fit", "--config", str(REPO / "configs/quickstart/fac.yaml"), *tiny_run_args(toy_root, tmp_path, steps=1)])
+    ckpt = next(tmp_path.rglob("*.ckpt"))
+    assert safe_load(ckpt)["versanet"]["clip"] == {"num_frames": 8, "fps": 5.0, "audio_rate": 16000}
+    assert load_pretrained(ckpt).clip == {"num_frames": 8, "fps": 5.0, "audio_rate": 16000}

@@ -28,6 +28,55 @@ def tiny_run_args(toy_root: Path, out: Path, steps: int = 3) -> list[str]:
     ]
 
 
+def logged_scalars(folder: Path) -> dict[str, list[float]]:
+    """Every scalar curve in the TensorBoard event files under ``folder``: tag -> values in step order."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves: dict[str, list[float]] = {}
+    for events in sorted(folder.rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            curves.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
+    return curves
+
+
+LEARNED_TEMPERATURES = """
+model:
+  init_args:
+    graph:
+      class_path: ModalityGraph
+      init_args:
+        spaces: {va: 32, vat: 16}
+        edges:
+          - {source: video, space: va, head: {class_path: MLPBNHead}}
+          - {source: video@va, space: vat, head: {class_path: ReLULinearBNHead}}
+          - {source: audio, space: va}
+          - {source: text, space: vat}
+        terms:
+          - {space: va, a: video, b: audio, loss: {class_path: NCELoss, init_args: {learnable_temperature: true}}}
+          - {space: vat, a: video, b: text, loss: {class_path: MILNCELoss, init_args: {learnable_temperature: true}}}
+"""
+
+
+def test_fit_writes_tensorboard_curves_of_every_term_temperature_and_retrieval(toy_root: Path, tmp_path: Path) -> None:
+    """The default logger is TensorBoard (`tensorboard --logdir runs/`): one curve per loss term, learned temperature and R@k."""
+    overlay = tmp_path / "learned_temperatures.yaml"
+    overlay.write_text(LEARNED_TEMPERATURES)
+    main(["fit", "--config", str(QUICKSTART / "fac.yaml"), "--config", str(overlay), *tiny_run_args(toy_root, tmp_path, steps=4),
+          "--trainer.log_every_n_steps=1", "--trainer.val_check_interval=2"])
+    assert next(tmp_path.rglob("events.out.tfevents.*")).parent.name == "version_0"  # lightning_logs/version_0 beside checkpoints/
+    curves = logged_scalars(tmp_path)
+    for term in ("video_audio@va", "video_text@vat"):
+        assert len(curves[f"train/{term}"]) == 4 and len(curves[f"val/{term}"]) == 2
+        temperature = curves[f"train/{term}/temperature"]
+        assert temperature[0] == pytest.approx(0.07, rel=0.05) and temperature[-1] != temperature[0]  # learned: it moves
+    assert len(curves["train/loss"]) == 4
+    for pair in ("text_to_video@vat", "video_to_text@vat", "audio_to_video@va", "video_to_audio@va"):
+        for metric in ("R@1", "R@5", "R@10", "MedR", "MeanR"):
+            assert len(curves[f"val/{pair}/{metric}"]) == 2, (pair, metric)
+
+
 def test_list_prints_every_kind_with_descriptions(capsys: pytest.CaptureFixture) -> None:
     main(["list"])
     out = capsys.readouterr().out
@@ -37,16 +86,33 @@ def test_list_prints_every_kind_with_descriptions(capsys: pytest.CaptureFixture)
     assert "MotionCNN" in out and "plugins: motion (versanet_motion)" in out
 
 
-@pytest.mark.parametrize(("name", "graph", "dims"), [("fac", "versanet.FAC", "va_dim: 128"), ("shared", "versanet.Shared", "dim: 128"), ("disjoint", "versanet.Disjoint", "vt_dim: 64")])
-def test_print_config_resolves_everything(name: str, graph: str, dims: str, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit) as exit_info:
+def build(*args: str):  # noqa: ANN201 - VersanetCLI
+    """What `versanet fit ARGS` would train, built but not run: the CLI with its model, data module and trainer."""
+    from lightning.pytorch import LightningDataModule, LightningModule
+
+    from versanet.cli import VersanetCLI
+
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        return VersanetCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=list(args), run=False)
+    finally:
+        sys.argv = argv
+
+
+@pytest.mark.parametrize(("name", "spaces"), [("fac", {"va": 128, "vat": 64}), ("shared", {"vat": 128}), ("disjoint", {"va": 128, "vt": 64})])
+def test_quickstart_configs_build_what_they_state(name: str, spaces: dict[str, int], capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # --print_config resolves every default without building anything
         main(["fit", "--config", str(QUICKSTART / f"{name}.yaml"), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    out = capsys.readouterr().out
-    assert f"class_path: {graph}" in out and dims in out
-    assert "class_path: versanet.encoders.small.SmallVideoCNN" in out
-    assert "temperature" not in out or "0.07" in out
-    assert "warmup_steps: 40" in out and "max_epochs: 12" in out
+    assert exit_info.value.code in (0, None) and "class_path: versanet.encoders.small.SmallVideoCNN" in capsys.readouterr().out
+    cli = build("--config", str(QUICKSTART / f"{name}.yaml"))
+    model = cli.model
+    assert model.graph.name == name and model.graph.spaces == spaces
+    for edge in model.graph.edges:  # each head maps its source's width to its space's
+        source = model.encoders[edge.source].out_dim if "@" not in edge.source else spaces[edge.source.split("@")[1]]
+        out = model.heads[edge.key](torch.randn(4, source)).shape
+        assert out == (4, spaces[edge.space]), edge.key
+    assert {t.name: float(t.loss.temperature) for t in model.graph.terms} == pytest.approx({t.name: 0.07 for t in model.graph.terms})
+    assert cli.trainer.max_epochs == 12 and model.hparams.warmup_steps == 40 and cli.datamodule.transforms["video"].crop == 56
 
 
 def test_unknown_class_path_fails_before_training_with_close_matches(tmp_path: Path) -> None:
@@ -89,8 +155,8 @@ def test_plugin_modality_in_a_four_modality_graph(toy_root: Path, tmp_path: Path
     assert type(model.encoders["motion"]).__name__ == "MotionCNN"
     summary = model.graph.summary({m: e.out_dim for m, e in model.encoders.items()}, model.heads)
     assert "motion --MLPBNHead--> va [64 -> 128]" in summary and "term motion_audio@va: NCELoss(motion, audio) in va, weight 0.5" in summary
-    metrics = (next(tmp_path.rglob("metrics.csv"))).read_text().splitlines()[0]
-    assert "val/motion_to_audio@va/R@1" in metrics and "train/motion_audio@va" in metrics
+    tags = logged_scalars(tmp_path)
+    assert "val/motion_to_audio@va/R@1" in tags and "train/motion_audio@va" in tags
 
 
 @pytest.mark.slow
@@ -103,5 +169,4 @@ def test_ddp_two_cpu_processes_fit_the_toy_config(toy_root: Path, tmp_path: Path
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "`Trainer.fit` stopped: `max_steps=4` reached" in proc.stderr + proc.stdout
     assert "torch has no CPU SyncBatchNorm" in proc.stderr + proc.stdout
-    metrics = next(tmp_path.rglob("metrics.csv")).read_text()
-    assert "val/text_to_video@vat/R@1" in metrics
+    assert "val/text_to_video@vat/R@1" in logged_scalars(tmp_path)

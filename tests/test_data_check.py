@@ -10,13 +10,17 @@ from fixtures_data import MediaCache, make_esc50, make_kinetics, make_ucf101, ma
 from versanet.data.check import data_check, load_datamodule
 
 REPO = Path(__file__).resolve().parents[1]
-PRESETS = sorted((REPO / "configs" / "data").glob("*.yaml"))
+PRESETS = sorted((REPO / "configs" / "data").rglob("*.yaml"))
 
 
-@pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
+@pytest.mark.parametrize("preset", PRESETS, ids=[str(p.relative_to(REPO / "configs" / "data")) for p in PRESETS])
 def test_every_data_preset_instantiates(preset: Path) -> None:
+    """Overlays (``data:`` at the top, possibly naming a data-module file) and data-module files (``class_path`` at the top)."""
     dm = load_datamodule(str(preset))
-    expected = next(line.split(":", 1)[1].strip() for line in preset.read_text().splitlines() if line.strip().startswith("class_path:"))
+    text = preset.read_text()
+    nested = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("data:")), "")
+    source = (preset.parent / nested).read_text() if nested.endswith(".yaml") else text
+    expected = next(line.split(":", 1)[1].strip() for line in source.splitlines() if line.strip().startswith("class_path:"))
     assert type(dm).__name__ == expected
     assert dm.transforms
 

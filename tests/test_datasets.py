@@ -233,9 +233,14 @@ def test_mixed_corpora_text_mask_and_proportions(corpora: dict[str, Path], tmp_p
     assert len(corpus) == 32 and 8 <= int((corpus == 1).sum()) <= 24
     assert torch.equal(has_text, corpus == 0)  # AudioSet samples carry a False text mask, captioned ones a True one
     assert batches[0]["video"].shape == (16, 3, 4, 16, 16) and "label" not in batches[0]
-    with pytest.raises(ValueError, match="different modalities"):
-        MixedDataModule([VideoFolderDataModule(str(corpora["folder"]), {"video": video_tf()}, **CLIP), AudioSetPretrainDataModule(str(corpora["audioset"]), {}, **CLIP)],
-                        [1, 1]).setup("fit")
+    # without `transforms`, the first corpus's are shared; `modalities` keeps some of them (a model without text)
+    first = VideoFolderDataModule(str(corpora["folder"]), {"video": video_tf(), "text": text}, **CLIP)
+    va = MixedDataModule([first, AudioSetPretrainDataModule(str(corpora["audioset"]), {}, **CLIP)], [1, 1], modalities=["video"], batch_size=4, num_workers=0)
+    assert all(dm.transforms == {"video": first_video} for dm in va.datamodules for first_video in [va.transforms["video"]])
+    va.setup("fit")
+    assert set(next(iter(va.train_dataloader()))) >= {"video", "mask", "corpus"} and "text" not in next(iter(va.train_dataloader()))
+    with pytest.raises(ValueError, match=r"modalities \['depth'\] have no transform"):
+        MixedDataModule([VideoFolderDataModule(str(corpora["folder"]), {"video": video_tf()}, **CLIP)], [1], modalities=["depth"])
 
 
 def test_missing_audio_silence_or_skip(corpora: dict[str, Path]) -> None:

@@ -1,5 +1,5 @@
-"""Deflation (SPEC section 4): video network -> image network (versanet.deflation, versanet.models.recalibrate,
-versanet.data.images, configs/deflation/recalibrate_toy.yaml)."""
+"""Deflation (docs/method.md, "Deflation"): video network -> image network (versanet.deflation, versanet.models.recalibrate,
+versanet.data.datasets.images, VideoStillsDataModule, configs/deflation/recalibrate_toy.yaml)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from versanet import registry
-from versanet.data.images import ImageFolderDataModule
+from versanet.checkpoint import CheckpointError
+from versanet.data.captioned_video import VideoStillsDataModule
+from versanet.data.datasets.images import ImageFolderDataModule, ImageTransform
 from versanet.deflation import (
     DeflatedImageEncoder,
     InputInflation,
@@ -106,7 +108,7 @@ def mmv_video_encoders() -> list[str]:
 
 # ----------------------------------------------------------------------------- exactness
 @pytest.mark.parametrize("kernel,stride,padding", [
-    ((3, 3, 3), (1, 1, 1), (1, 1, 1)),   # SPEC section 4's check
+    ((3, 3, 3), (1, 1, 1), (1, 1, 1)),   # the exactness check of docs/method.md
     ((5, 3, 3), (1, 2, 2), (2, 1, 1)),
     ((3, 1, 1), (2, 1, 1), (1, 0, 0)),   # a temporal conv with temporal stride
     ((7, 7, 7), (2, 2, 2), (3, 3, 3)),   # S3D-G's first conv
@@ -309,22 +311,43 @@ def test_deflate_command_round_trip(tmp_path, capsys):
         expected = deflate(video).eval() if method == "naive" else InputInflation(video, 4).eval()
         with torch.no_grad():
             torch.testing.assert_close(loaded(images), expected(images), rtol=0, atol=0)
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+    with pytest.raises(CheckpointError, match="not found: .*nope.ckpt"):
         deflate_command(str(tmp_path / "nope.ckpt"), str(tmp_path / "x.pt"))
-    with pytest.raises(ValueError, match="not an image encoder file"):
+    with pytest.raises(CheckpointError, match="not an image encoder file"):
         torch.save({"x": 1}, tmp_path / "other.pt")
         load_image_encoder(tmp_path / "other.pt")
+    # the file is weights and plain data: it loads with torch's weights-only unpickler and records how to rebuild the net
+    raw = torch.load(tmp_path / "naive.pt", weights_only=True)
+    assert raw["encoder"] == ENCODER_CONFIG["video"] and raw["structure"] == "deflate" and raw["version"] == 2
 
 
-def test_python_written_checkpoint_needs_its_modules(tmp_path):
+def test_image_encoder_file_with_weights_that_do_not_fit_is_refused(tmp_path):
+    ckpt = tmp_path / "pretrain.ckpt"
+    write_pretrain_checkpoint(ckpt)
+    deflate_command(str(ckpt), str(tmp_path / "a.pt"))
+    data = torch.load(tmp_path / "a.pt", weights_only=True)
+    data["encoder"]["init_args"]["out_dim"] = 32
+    torch.save(data, tmp_path / "b.pt")
+    with pytest.raises(CheckpointError, match="b.pt: the weights do not fit"):
+        load_image_encoder(tmp_path / "b.pt")
+    data["encoder"]["class_path"] = "somewhere.unimported.Encoder"
+    torch.save(data, tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="c.pt: video encoder.class_path names 'somewhere.unimported.Encoder'"):
+        load_image_encoder(tmp_path / "c.pt")
+
+
+def test_pretrained_encoder_comes_from_the_one_checkpoint_loader(tmp_path):
     ckpt = tmp_path / "py.ckpt"
-    module = write_pretrain_checkpoint(ckpt, cli_style=False)
-    with pytest.raises(ValueError, match="does not record its encoders and graph"):
+    write_pretrain_checkpoint(ckpt, cli_style=False)
+    with pytest.raises(CheckpointError, match="does not record how to build its network"):
         load_pretrained_encoder(ckpt)
-    video = load_pretrained_encoder(ckpt, encoders=small_encoders(), graph=FAC(va_dim=16, vat_dim=8))
+    ckpt = tmp_path / "cli.ckpt"
+    module = write_pretrain_checkpoint(ckpt, cli_style=True)
+    video, config = load_pretrained_encoder(ckpt)
+    assert config == ENCODER_CONFIG["video"] and not video.training
     assert all(torch.equal(v, module.encoders["video"].state_dict()[k]) for k, v in video.state_dict().items())
     with pytest.raises(KeyError, match="no 'depth' encoder"):
-        load_pretrained_encoder(ckpt, "depth", encoders=small_encoders(), graph=FAC(va_dim=16, vat_dim=8))
+        load_pretrained_encoder(ckpt, "depth")
 
 
 def test_recalibration_from_checkpoint_saves_image_encoder(tmp_path):
@@ -341,8 +364,12 @@ def test_recalibration_from_checkpoint_saves_image_encoder(tmp_path):
 
 def test_save_image_encoder_does_not_touch_the_module(tmp_path):
     net = deflate(tiny_video_cnn()).train()
-    save_image_encoder(net, tmp_path / "a.pt", note="x")
-    assert net.training and load_image_encoder(tmp_path / "a.pt", with_meta=True)[1]["note"] == "x"
+    save_image_encoder(net, tmp_path / "a.pt", ENCODER_CONFIG["video"], note="x")
+    loaded, meta = load_image_encoder(tmp_path / "a.pt", with_meta=True)
+    assert net.training and meta["note"] == "x"
+    images = torch.rand(2, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images), net.eval()(images), rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------- image data
@@ -357,16 +384,14 @@ def test_image_folder_data_module(tmp_path):
             for i in range(3):
                 Image.fromarray(rng.integers(0, 255, (*size[::-1], 3), dtype=np.uint8)).save(folder / f"{i}.png")
     Image.fromarray(rng.integers(0, 255, (30, 40), dtype=np.uint8)).save(tmp_path / "train" / "cat" / "gray.jpg")
-    dm = ImageFolderDataModule(root=str(tmp_path), resize=28, crop=24, batch_size=4, num_workers=0)
+    dm = ImageFolderDataModule(root=str(tmp_path), transforms={"image": ImageTransform(crop=24, resize=28)}, batch_size=4, num_workers=0)
     dm.setup("fit")
-    assert dm.classes == ["cat", "dog"] and len(dm.train_set) == 7 and len(dm.val_set) == 6
+    assert dm.class_names == ["cat", "dog"] and len(dm.train_set) == 7 and len(dm.val_set) == 6
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (4, 3, 24, 24) and batch["image"].dtype == torch.float32
     assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
     assert batch["label"].tolist() == [0, 0, 0, 1] and batch["index"].tolist() == [0, 1, 2, 3]
     assert next(iter(dm.train_dataloader()))["image"].shape == (4, 3, 24, 24)
-    with pytest.raises(ValueError, match="exactly one"):
-        ImageFolderDataModule()
 
 
 @pytest.fixture(scope="module")
@@ -379,9 +404,9 @@ def tiny_toy_root(tmp_path_factory) -> Path:
 
 
 def test_toy_frames(tiny_toy_root):
-    dm = ImageFolderDataModule(toy_frames_from=str(tiny_toy_root), resize=56, crop=48, batch_size=3, num_workers=0, frames_per_video=2)
+    dm = VideoStillsDataModule(str(tiny_toy_root), {"image": ImageTransform(crop=48, resize=56, augment=False)}, batch_size=3, num_workers=0, frames_per_video=2)
     dm.setup("fit")
-    assert len(dm.train_set) == 8 and len(dm.val_set) == 4 and dm.classes
+    assert len(dm.train_set) == 8 and len(dm.val_set) == 4 and dm.class_names
     batch = next(iter(dm.val_dataloader()))
     assert batch["image"].shape == (3, 3, 48, 48) and batch["index"].tolist() == [0, 1, 2]
     assert all(0 <= label < dm.num_classes for label in batch["label"].tolist())
@@ -397,7 +422,7 @@ def test_recalibrate_toy_config_runs(tmp_path, tiny_toy_root):
     output = tmp_path / "image_encoder.pt"
     main([
         "fit", "--config", str(CONFIG), "--model.init_args.checkpoint", str(ckpt),
-        "--data.init_args.toy_frames_from", str(tiny_toy_root), "--data.init_args.num_workers", "0",
+        "--data.init_args.root", str(tiny_toy_root), "--data.init_args.num_workers", "0",
         "--data.init_args.batch_size", "4", "--data.init_args.frames_per_video", "2",
         "--trainer.max_steps", "3", "--trainer.default_root_dir", str(tmp_path / "runs"),
         "--trainer.enable_progress_bar", "false", "--model.init_args.output", str(output),

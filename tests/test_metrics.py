@@ -112,4 +112,4 @@ def test_crosstask_recall_by_hand() -> None:
     other[0, 0] = True  # step 0 annotated at second 0, predicted 1: miss; steps 1 and 2 absent
     recall.update("jack up a car", prediction, other)  # 0 of 1
     assert recall.per_task() == {"jack up a car": 0.0, "make pancakes": pytest.approx(4 / 5)}
-    assert recall.compute() == pytest.approx((4 / 5 + 0.0) / 2)
+    assert recall.compute()["recall"] == pytest.approx((4 / 5 + 0.0) / 2) and recall.compute()["num_tasks"] == 2

@@ -1,4 +1,4 @@
-"""NCE / MIL-NCE against an independent numpy reference of SPEC section 2 (values and gradients)."""
+"""NCE / MIL-NCE against an independent numpy reference of docs/method.md, "Losses" (values and gradients)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import SMALL_TOY
-from versanet.data.captioned_video import CaptionedVideoDataModule, CaptionedVideoDataset
+from versanet.data.captioned_video import CaptionedVideoDataModule
 from versanet.data.captions import Caption, CaptionFileError, consecutive_window, nearest_captions, read_captions, sample_train_window
 from versanet.data.toy import render_toy_clip
 from versanet.data.transforms import LogMelTransform, RawClip, TokenizeText, VideoClipTransform
@@ -173,11 +173,16 @@ def test_a_corrupt_video_is_skipped_counted_and_named(toy_root: Path, tmp_path: 
     (root / "splits" / "val.txt").write_text("\n".join(ids[6:]))
     dm = _datamodule(root, labels=None)
     sample = dm.train_set[6]  # "broken": replaced by another sample
-    assert sample["index"] != 6
+    assert sample["index"] != 6 and sample["bad_count"] == 1 and sample["bad_files"] == str(root / "videos" / "broken.mp4")
     assert list(dm.train_set.bad) == [str(root / "videos" / "broken.mp4")]
+    tried = dm.train_set.tried
+    again = dm.train_set[6]  # remembered: not opened again, not counted again, the same replacement
+    assert dm.train_set.tried == tried + 1 and dm.train_set.failed == 1 and again["bad_count"] == 0 and again["index"] == sample["index"]
+    (root / "videos" / "broken2.mp4").write_bytes(b"\x00" * 2048)
+    dm.train_set.items.append(type(dm.train_set.items[0])("broken2", str(root / "videos" / "broken2.mp4")))
     dm.train_set.max_bad_fraction = 0.0
     dm.train_set.tried = 40
     from versanet.data.captioned_video import TooManyBadSamples
 
     with pytest.raises(TooManyBadSamples, match=r"train under .*corpus: 2 of 41 samples"):
-        dm.train_set[6]
+        dm.train_set[len(dm.train_set) - 1]

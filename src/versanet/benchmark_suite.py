@@ -6,7 +6,8 @@ A suite is a YAML file (``configs/benchmarks/suites/{toy,mmv}.yaml``)::
     title: Toy world
     benchmarks:
       - key: toy_linear_shape            # row key in the JSON; also the key of the papers' numbers
-        config: ../toy_linear.yaml       # a benchmark config, relative to the suite file
+        config: ../toy_linear.yaml       # a benchmark config, relative to the suite file, or a list of them
+                                         # composed in order (`--config A --config B`: later ones override)
         column: Linear (shape)           # column header
         metrics: {top-1: test/top1}      # shown name -> logged metric
         overrides: [--data.init_args.label_key=colour]      # optional, for this benchmark only
@@ -16,8 +17,8 @@ Each benchmark runs exactly as ``versanet fit`` + ``versanet test --ckpt_path <t
 would (``versanet test`` alone for the zero-shot modules), with ``--model.init_args.checkpoint`` set
 to the checkpoint under test. Results go to ``<output>/results.json`` and ``<output>/results.md``:
 one row per checkpoint (rows of earlier runs with the same output are kept; a checkpoint run again
-replaces its row, or with ``only`` updates those benchmarks in it), then the papers' rows (SPEC
-section 7) for the benchmarks they report.
+replaces its row, or with ``only`` updates those benchmarks in it), then the papers' rows
+(docs/method.md, "Downstream protocols") for the benchmarks they report.
 Accuracies, recalls and mAPs are shown in percent, ranks as ranks.
 """
 
@@ -33,7 +34,7 @@ from typing import Any
 
 import yaml
 
-#: Papers' numbers (SPEC section 7): model -> benchmark key -> metric -> value (percent; ranks as ranks).
+#: Papers' numbers (docs/method.md, "Papers' numbers"): model -> benchmark key -> metric -> value (percent; ranks as ranks).
 PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
     "MMV FAC S3D-G": {
         "ucf101_linear": {"top-1": 89.6}, "ucf101_finetune": {"top-1": 92.5}, "hmdb51_linear": {"top-1": 62.6},
@@ -52,12 +53,12 @@ PAPER_RESULTS: dict[str, dict[str, dict[str, float]]] = {
     "VATT-B": {"k400_finetune": {"top-1": 79.6}},
     "VATT-M": {"k400_finetune": {"top-1": 81.1}},
     "VATT-L": {"k400_finetune": {"top-1": 82.1}},
-    # VATT's size for these is not given in SPEC section 7; AudioSet and ImageNet are fine-tuned there (other keys than our frozen ones)
+    # the VATT paper's model size for these rows is not restated here; AudioSet and ImageNet are fine-tuned there (other keys than our frozen ones)
     "VATT": {
         "audioset_finetune": {"mAP": 39.4}, "imagenet_finetune": {"top-1": 78.7},
         "youcook2_zeroshot": {"R@10": 45.5, "MedR": 13}, "msrvtt_zeroshot": {"R@10": 29.7, "MedR": 49},
     },
-    # MCN scores text against video+audio; SPEC gives approximate R@10 only
+    # MCN scores text against video+audio; its numbers are approximate R@10 only
     "MCN": {"youcook2_zeroshot_va": {"R@10": 45.0}, "msrvtt_zeroshot_va": {"R@10": 34.0}},
 }
 
@@ -107,10 +108,13 @@ def load_suite(path: str | Path) -> dict[str, Any]:
         if entry["key"] in seen:
             raise SuiteError(f"{where}: key {entry['key']!r} appears twice")
         seen.add(entry["key"])
-        config = (path.parent / entry["config"]).resolve()
-        if not config.is_file():
-            raise SuiteError(f"{where}: config not found: {config}")
-        entry["config"] = str(config)
+        configs = [entry["config"]] if isinstance(entry["config"], str) else list(entry["config"])
+        entry["config"] = []
+        for config in configs:
+            resolved = (path.parent / config).resolve()
+            if not resolved.is_file():
+                raise SuiteError(f"{where}: config not found: {resolved}")
+            entry["config"].append(str(resolved))
         entry.setdefault("column", entry["key"])
         entry.setdefault("overrides", [])
         if not isinstance(entry["metrics"], dict) or not entry["metrics"]:
@@ -124,21 +128,32 @@ def load_suite(path: str | Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- running
-def run_benchmark(config: str | Path, checkpoint: str, root_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
-    """Run one benchmark config on one checkpoint as ``versanet fit`` + ``versanet test`` would; its test metrics."""
+def run_benchmark(config: str | Path | list[str | Path], checkpoint: str, root_dir: str | Path, overrides: list[str] | None = None) -> dict[str, float]:
+    """Run one benchmark on one checkpoint as ``versanet fit`` + ``versanet test`` would; its test metrics.
+
+    ``config``: a config file, or a list composed in order (``--config A --config B``).
+    """
     from lightning.pytorch import LightningDataModule, LightningModule
 
     from versanet import registry
-    from versanet.cli import VersanetCLI, check_config_names
+    from versanet.cli import VersanetCLI, _user_error_in_chain, check_config_names
 
     registry.load_builtin()
     registry.load_plugins(strict=False)
-    check_config_names(config)
-    args = ["--config", str(config), f"--model.init_args.checkpoint={checkpoint}", f"--trainer.default_root_dir={root_dir}", *(overrides or [])]
+    configs = [config] if isinstance(config, (str, Path)) else list(config)
+    for path in configs:
+        check_config_names(path)
+    args = [*(a for path in configs for a in ("--config", str(path))), f"--model.init_args.checkpoint={checkpoint}",
+            f"--trainer.default_root_dir={root_dir}", *(overrides or [])]
     argv, sys.argv = sys.argv, sys.argv[:1]  # the benchmark's own arguments, not `versanet benchmark ...`'s
     try:
         cli = VersanetCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args, run=False,
                           save_config_kwargs={"overwrite": True})
+    except ValueError as err:  # jsonargparse wraps what the module raised: report that (a refused file, a bad graph)
+        cause = _user_error_in_chain(err)
+        if cause is None:
+            raise
+        raise cause from None
     finally:
         sys.argv = argv
     model, datamodule, trainer = cli.model, cli.datamodule, cli.trainer
@@ -147,7 +162,7 @@ def run_benchmark(config: str | Path, checkpoint: str, root_dir: str | Path, ove
         trainer.fit(model, datamodule=datamodule)
         callback = trainer.checkpoint_callback
         ckpt_path = getattr(callback, "best_model_path", None) or getattr(callback, "last_model_path", None) or None
-    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    results = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False, weights_only=True)
     return {k: float(v) for k, v in (results[0] if results else {}).items()}
 
 
@@ -292,10 +307,12 @@ def benchmark(
     saved_cache = os.environ.get("VERSANET_FEATURE_CACHE")
     if cache_dir:
         os.environ["VERSANET_FEATURE_CACHE"] = str(cache_dir)
+    ran: list[dict[str, Any]] = []  # this invocation's results, for the exit status
     try:
         for i, checkpoint in enumerate(ckpts):
             label = names[i] if names else Path(checkpoint).stem + (" (random init)" if init == "random" else "")
             results = run_suite(spec, checkpoint, out, common, only, strict)
+            ran += list(results.values())
             row = {"name": label, "checkpoint": str(Path(checkpoint).resolve()), "init": init, "results": results}
             same = [r for r in rows if (r["checkpoint"], r.get("init")) == (row["checkpoint"], init)]
             if same and only:  # a partial re-run updates those benchmarks of the checkpoint's row
@@ -313,4 +330,7 @@ def benchmark(
     (out / "results.md").write_text(table)
     print(table)
     print(f"wrote {out / 'results.md'} and {json_path}")
+    if ran and all(isinstance(r, dict) and "_error" in r for r in ran):
+        print(f"versanet benchmark: every benchmark failed ({len(ran)}); see the errors above", file=sys.stderr)
+        report["exit_code"] = 1  # `versanet benchmark` exits with status 1 (not written to results.json)
     return report

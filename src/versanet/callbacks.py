@@ -7,8 +7,7 @@ import copy
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_only
-from torch.utils.data import DataLoader
-
+from versanet.data.loaders import make_loader
 from versanet.eval.probe import probe_accuracy
 
 
@@ -51,7 +50,7 @@ class LinearProbeReport(Callback):
         """Backbone features ``[N, d]`` and label tensors of a dataset (eval sampling)."""
         dataset = copy.copy(dataset)
         dataset.train = False
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
+        loader = make_loader(dataset, batch_size, train=False, num_workers=num_workers)
         feats, labels = [], {}
         was_training = pl_module.training
         pl_module.eval()
@@ -75,4 +74,68 @@ class LinearProbeReport(Callback):
             chance = torch.bincount(val_y[name]).max().item() / len(val_y[name])
             self.results[name] = {"accuracy": acc, "chance": chance}
             lines.append(f"  {name:<12} accuracy {acc:6.1%}   (majority-class chance {chance:6.1%})")
+        print("\n".join(lines))
+
+
+class ClusterReport(Callback):
+    """When fit ends, cluster the validation clips with the clustering term's centroids and report NMI against the labels.
+
+    Each validation clip's fused embedding (the term's mean of its modalities) goes to its nearest
+    centroid by cosine similarity; the normalised mutual information (arithmetic mean
+    normalisation, ``torchmetrics``) between those assignments and each label column (and the
+    columns' combination) says how well the clusters follow the world's classes: 0 is chance, 1 a
+    perfect match up to renaming.
+
+    Args:
+        labels: label columns (default: all the data gives); their combination is reported too.
+    """
+
+    def __init__(self, labels: list[str] | None = None) -> None:
+        self.labels = labels
+        self.results: dict[str, float] = {}
+
+    @torch.no_grad()
+    def assignments(self, pl_module: LightningModule, loader) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # noqa: ANN001
+        from versanet.losses.clustering import ClusteringTerm, cosine_assign
+        from versanet.objective import TermInputs
+
+        terms = [t for t in pl_module.terms.values() if isinstance(t, ClusteringTerm)]
+        if not terms or not bool(terms[0].fitted):
+            return torch.zeros(0, dtype=torch.long), {}
+        term = terms[0]
+        was_training = pl_module.training
+        pl_module.eval()
+        clusters, labels = [], {}
+        for batch in loader:
+            batch = pl_module.transfer_batch_to_device(batch, pl_module.device, 0)
+            emb = pl_module(batch)
+            fused = term.fuse(TermInputs(emb, batch, pl_module.batch_size_of(batch), training=False))
+            clusters.append(cosine_assign(fused.float(), term.centroids.float()).cpu())
+            for name, value in batch.get("label", {}).items():
+                labels.setdefault(name, []).append(value.cpu())
+        pl_module.train(was_training)
+        return torch.cat(clusters), {k: torch.cat(v) for k, v in labels.items()}
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from torchmetrics.functional.clustering import normalized_mutual_info_score
+
+        dm = trainer.datamodule
+        if dm is None:
+            return
+        clusters, labels = self.assignments(pl_module, dm.val_dataloader())
+        names = [n for n in (self.labels or sorted(labels)) if n in labels]
+        if not len(clusters) or not names:
+            return
+        columns = {n: labels[n] for n in names}
+        if len(names) > 1:
+            joint = torch.zeros_like(labels[names[0]])
+            for n in names:
+                joint = joint * (int(labels[n].max()) + 1) + labels[n]
+            columns["+".join(names)] = joint
+        used = int(clusters.unique().numel())
+        lines = [f"clusters of {len(clusters)} held-out clips ({used} of the centroids used): NMI against the labels (0 = chance, 1 = perfect)"]
+        for name, target in columns.items():
+            self.results[name] = float(normalized_mutual_info_score(clusters, target))
+            lines.append(f"  {name:<14} NMI {self.results[name]:.3f}")
         print("\n".join(lines))

@@ -1,4 +1,4 @@
-"""Deflation (MMV, SPEC section 4): turn a video backbone into an image backbone.
+"""Deflation (MMV; docs/method.md, "Deflation"): turn a video backbone into an image backbone.
 
 A video network keeps its own modules and ``forward``; every temporal dimension is made trivial and
 the image is fed as a one-frame video ``[B, 3, 1, H, W]``:
@@ -25,18 +25,19 @@ Three ways to get an image network (MMV's names):
   static videos (:class:`versanet.models.recalibrate.DeflationRecalibration`);
 - input inflation: :class:`InputInflation`, the image repeated ``T`` times into the video net.
 
-Image-encoder files (:func:`save_image_encoder`, :func:`load_image_encoder`) are ``torch.save``
-dicts: ``{"format": "versanet.image_encoder", "version": 1, "module": <the pickled module>,
-"state_dict": ..., "meta": {...}}``. The module is pickled whole because a deflated network has no
-constructor of its own; loading therefore unpickles (``weights_only=False``): load only files you
-trust, with versanet (and any plugin that defined the encoder) importable.
+Image-encoder files (:func:`save_image_encoder`, :func:`load_image_encoder`) hold tensors and
+plain data only, read weights-only: ``{"format": "versanet.image_encoder", "version": 2,
+"structure": "deflate" | "inflate", "num_frames", "modality", "encoder": {"class_path",
+"init_args"} (the video encoder's config), "state_dict", "meta": {...}}``. A deflated network has no
+constructor of its own, but deflation is a deterministic rewrite: the loader builds the video
+encoder from its config, deflates (or wraps) it again and loads the weights, so nothing is unpickled.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +47,7 @@ from versanet.encoders.base import Encoder
 
 TIME_DIM = 2
 IMAGE_ENCODER_FORMAT = "versanet.image_encoder"
+IMAGE_ENCODER_VERSION = 2
 
 
 # ----------------------------------------------------------------------------- module rewrites
@@ -193,70 +195,93 @@ def deflate(encoder: nn.Module) -> DeflatedImageEncoder:
 
 
 # ----------------------------------------------------------------------------- files
-def save_image_encoder(module: nn.Module, path: str | Path, **meta: Any) -> Path:
-    """Write an image encoder file (format in the module docstring); ``meta`` is stored alongside.
+def encoder_config(model: nn.Module, modality: str, source: str | Path = "the model") -> dict[str, Any]:
+    """The ``{"class_path", "init_args"}`` config of ``model.encoders[modality]``, from a model :func:`versanet.checkpoint.load_pretrained` read."""
+    config = (getattr(model, "checkpoint_config", None) or getattr(model, "hparams", None) or {}).get("encoders", {})
+    entry = config.get(modality) if isinstance(config, Mapping) else None
+    if not isinstance(entry, Mapping) or "class_path" not in entry:
+        raise ValueError(f"{source} does not record the config of its {modality!r} encoder; write checkpoints with `versanet fit` "
+                         "or versanet.checkpoint.save_pretrained")
+    return {"class_path": entry["class_path"], "init_args": dict(entry.get("init_args") or {})}
 
-    A CPU copy in eval mode is saved, with every parameter trainable (freezing is the user's choice);
-    ``module`` itself is not changed.
+
+def save_image_encoder(module: nn.Module, path: str | Path, encoder_config: Mapping[str, Any], **meta: Any) -> Path:
+    """Write an image encoder file: weights and plain data only (format in the module docstring).
+
+    ``module``: a :class:`DeflatedImageEncoder` or :class:`InputInflation`; ``encoder_config``: the
+    ``{"class_path", "init_args"}`` config of the video encoder it was made from (how the loader
+    rebuilds the network). ``meta`` (plain data) is stored alongside. ``module`` is not changed.
     """
+    if isinstance(module, InputInflation):
+        structure, num_frames = "inflate", module.num_frames
+    elif isinstance(module, DeflatedImageEncoder):
+        structure, num_frames = "deflate", None
+    else:
+        raise TypeError(f"save_image_encoder takes a DeflatedImageEncoder or an InputInflation, not {type(module).__name__}")
+    if "class_path" not in encoder_config:
+        raise ValueError("encoder_config must be the video encoder's {'class_path': ..., 'init_args': {...}}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = copy.deepcopy(module).cpu().eval().requires_grad_(True)  # every parameter trainable, as when freshly built
-    meta = {"class": f"{type(module).__module__}.{type(module).__qualname__}", "out_dim": getattr(module, "out_dim", None), **meta}
+    state = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    meta = {"out_dim": module.out_dim, **meta}
+    data = {
+        "format": IMAGE_ENCODER_FORMAT, "version": IMAGE_ENCODER_VERSION, "structure": structure, "num_frames": num_frames,
+        "modality": module.modality, "encoder": {"class_path": encoder_config["class_path"], "init_args": dict(encoder_config.get("init_args") or {})},
+        "state_dict": state, "meta": meta,
+    }
     tmp = path.with_name(f"{path.name}.tmp")
-    torch.save({"format": IMAGE_ENCODER_FORMAT, "version": 1, "module": module, "state_dict": module.state_dict(), "meta": meta}, tmp)
+    torch.save(data, tmp)
     tmp.replace(path)
+    load_image_encoder(path)  # fails here, naming the problem, rather than when the file is used
     return path
 
 
-def load_image_encoder(path: str | Path, map_location: str | torch.device = "cpu", with_meta: bool = False) -> Any:
-    """The module written by :func:`save_image_encoder` (eval mode); ``with_meta=True`` returns ``(module, meta)``.
+def load_image_encoder(path: str | Path, with_meta: bool = False) -> Any:
+    """The image network written by :func:`save_image_encoder`, on CPU in eval mode; ``with_meta=True`` returns ``(module, meta)``.
 
-    Unpickles the file: load only files you trust.
+    The file is read weights-only (:func:`versanet.checkpoint.safe_load`); the video encoder is
+    rebuilt from its recorded config (registered or already-imported classes only), deflated or
+    wrapped as recorded, and the weights loaded strictly. A file holding pickled Python objects (as
+    versanet wrote before version 2) is refused: write it again with ``versanet deflate``.
     """
+    from versanet import registry
+    from versanet.checkpoint import CheckpointError, instantiate_config, safe_load
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image encoder file not found: {path}")
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # noqa: BLE001 - report any unpickling failure with the file name
-        raise ValueError(f"{path}: cannot read the image encoder file ({type(err).__name__}: {err})") from err
+    data = safe_load(path, "image encoder file")
     if not isinstance(data, dict) or data.get("format") != IMAGE_ENCODER_FORMAT:
-        raise ValueError(f"{path}: not an image encoder file (write one with `versanet deflate` or save_image_encoder)")
-    module: nn.Module = data["module"]
-    module.load_state_dict(data["state_dict"])
+        raise CheckpointError(f"{path}: not an image encoder file (write one with `versanet deflate` or DeflationRecalibration)")
+    if data.get("version") != IMAGE_ENCODER_VERSION:
+        raise CheckpointError(f"{path}: image encoder file version {data.get('version')!r}; this versanet reads version "
+                              f"{IMAGE_ENCODER_VERSION}: write it again with `versanet deflate`")
+    registry.load_builtin()
+    registry.load_plugins(strict=False)
+    video = instantiate_config(Encoder, data["encoder"], path, "video encoder")
+    if data["structure"] == "inflate":
+        module: Encoder = InputInflation(video, int(data["num_frames"]), modality=data.get("modality", "image"))
+    elif data["structure"] == "deflate":
+        module = DeflatedImageEncoder(deflate_modules(video), modality=data.get("modality", "image"), out_dim=data["meta"].get("out_dim"))
+    else:
+        raise CheckpointError(f"{path}: unknown image encoder structure {data['structure']!r} (deflate or inflate)")
+    try:
+        module.load_state_dict(data["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the weights do not fit the network its config builds: {err}") from None
     module.eval()
     return (module, data.get("meta", {})) if with_meta else module
 
 
-def load_pretrained_encoder(checkpoint: str | Path, modality: str = "video", **load_kwargs: Any) -> Encoder:
-    """The ``modality`` backbone of a versanet pretraining checkpoint (on CPU).
+def load_pretrained_encoder(checkpoint: str | Path, modality: str = "video") -> tuple[Encoder, dict[str, Any]]:
+    """The ``modality`` backbone of a versanet pretraining checkpoint (CPU, eval mode) and its config.
 
-    A checkpoint written by ``versanet fit`` records its config and loads as it is. One written from
-    Python (a ``PretrainModule`` built by hand, which does not save its encoders and graph) needs them
-    again: ``load_pretrained_encoder(path, encoders={...}, graph=FAC(...))`` (``load_kwargs`` go to
-    ``PretrainModule.load_from_checkpoint``).
+    Reads the checkpoint with :func:`versanet.checkpoint.load_pretrained`, the one loader.
     """
-    from versanet import registry
-    from versanet.models import PretrainModule
+    from versanet.checkpoint import load_pretrained
 
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    registry.load_builtin()
-    registry.load_plugins(strict=False)
-    try:
-        module = PretrainModule.load_from_checkpoint(path, map_location="cpu", **load_kwargs)
-    except TypeError as err:
-        if "encoders" in str(err) or "graph" in str(err):
-            raise ValueError(
-                f"{path}: the checkpoint does not record its encoders and graph (it was not written by `versanet fit`); "
-                "pass them: load_pretrained_encoder(path, encoders={...}, graph=...)"
-            ) from err
-        raise
-    if modality not in module.encoders:
-        raise KeyError(f"{path}: no {modality!r} encoder; the checkpoint has {', '.join(module.encoders)}")
-    return module.encoders[modality]
+    model = load_pretrained(checkpoint)
+    if modality not in model.encoders:
+        raise KeyError(f"{checkpoint}: no {modality!r} encoder; the checkpoint has {', '.join(model.encoders)}")
+    return model.encoders[modality], encoder_config(model, modality, checkpoint)
 
 
 def deflate_command(
@@ -279,7 +304,7 @@ def deflate_command(
         modality: which encoder of the checkpoint to convert.
         num_frames: frames of the static video (inflate only).
     """
-    encoder = load_pretrained_encoder(checkpoint, modality).eval()
+    encoder, config = load_pretrained_encoder(checkpoint, modality)
     if method == "naive":
         image: Encoder = deflate(encoder)
     elif method == "inflate":
@@ -289,5 +314,5 @@ def deflate_command(
     meta = {"method": method, "source": str(checkpoint), "modality": modality, "encoder": type(encoder).__name__}
     if method == "inflate":
         meta["num_frames"] = num_frames
-    path = save_image_encoder(image, output, **meta)
+    path = save_image_encoder(image, output, config, **meta)
     print(f"wrote {path}: {type(encoder).__name__} ({modality}) -> {method} image encoder, {image.out_dim}-d output")

@@ -29,7 +29,7 @@ Retrieval evaluated during validation is declared separately (:class:`Retrieval`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -154,14 +154,16 @@ class Retrieval:
     """A retrieval evaluated on held-out clips during validation and test, in both directions.
 
     ``query`` against ``gallery`` in joint space ``space``; a gallery of several modalities
-    (``[video, audio]``) is scored as MCN does, by the mean over the gallery modalities of the cosine
-    similarity (see :func:`versanet.eval.retrieval.fused_similarity`). For a modality with K
-    candidates per clip (captions) the first candidate, the one nearest the clip, is used.
+    (``[video, audio]``) is scored by ``fusion`` (see :func:`versanet.eval.retrieval.fused_similarity`):
+    ``mean_cosine``, the mean over the gallery modalities of the cosine similarity, or ``sum_dot``,
+    MCN's sum of raw dot products (``text @ (video + audio)^T``). For a modality with K candidates
+    per clip (captions) the first candidate, the one nearest the clip, is used.
     """
 
     space: str
     query: str
     gallery: list[str] | str
+    fusion: Literal["mean_cosine", "sum_dot"] = "mean_cosine"
 
     def __post_init__(self) -> None:
         if isinstance(self.gallery, str):

@@ -2,6 +2,10 @@
 
 Readers accept the released layouts: a CSV with one row per caption (``video_id,start,end,text``)
 or HowTo100M's ``caption.json`` (``{video_id: {"start": [...], "end": [...], "text": [...]}}``).
+
+Captions that cannot be a positive are dropped when the file is read, before any sampling, and
+counted by kind (:data:`DROPPED`): ``end < start``, and empty text (only whitespace). Each kind is
+reported once per file with its count and the first offender.
 """
 
 from __future__ import annotations
@@ -33,6 +37,19 @@ class CaptionFileError(ValueError):
     """A caption file that cannot be parsed; the message names the file, the line and the problem."""
 
 
+#: captions dropped at read time, by kind: what is wrong with them
+DROPPED = {"captions_reversed": "end before start", "captions_empty": "empty text"}
+
+
+def caption_problem(caption: Caption) -> str | None:
+    """The :data:`DROPPED` kind of a caption that cannot be a positive, else None."""
+    if caption.end < caption.start:
+        return "captions_reversed"
+    if not caption.text.strip():
+        return "captions_empty"
+    return None
+
+
 def read_captions(path: str | Path, errors: str = "strict") -> dict[str, list[Caption]]:
     """``{video_id: captions sorted by start}`` from a ``.csv`` or ``.json`` caption file.
 
@@ -43,8 +60,12 @@ def read_captions(path: str | Path, errors: str = "strict") -> dict[str, list[Ca
     return read_captions_report(path, errors)[0]
 
 
-def read_captions_report(path: str | Path, errors: str = "replace") -> tuple[dict[str, list[Caption]], list[str]]:
-    """Captions and the problems met reading them (one line each, naming the file and the line)."""
+def read_captions_report(path: str | Path, errors: str = "replace", report_dropped: bool = True) -> tuple[dict[str, list[Caption]], list[str]]:
+    """Captions and the problems met reading them (one line each, naming the file and the line).
+
+    Dropped captions (:data:`DROPPED`) are one problem line per kind: ``"<file>: N caption(s) with
+    <what> dropped (first: video 'x', 1.00-0.50s 'text')"``; :func:`dropped_captions` lists them one by one.
+    """
     if errors not in ("strict", "replace"):
         raise ValueError(f"errors must be 'strict' or 'replace', got {errors!r}")
     path = Path(path)
@@ -63,9 +84,37 @@ def read_captions_report(path: str | Path, errors: str = "replace") -> tuple[dic
         problems.append(f"{path}: not valid UTF-8 on {len(bad_lines)} line(s) (first: line {bad_lines[0] if bad_lines else '?'}); invalid bytes replaced")
     reader = _read_json if path.suffix.lower() == ".json" else _read_csv
     out = reader(path, text, problems if errors == "replace" else None)
+    kept, dropped = split_dropped(out)
+    for kind, rows in dropped.items() if report_dropped else ():
+        vid, cap = rows[0]
+        problems.append(f"{path}: {len(rows)} caption(s) with {DROPPED[kind]} dropped (first: video {vid!r}, {cap.start:.2f}-{cap.end:.2f}s {cap.text[:40]!r})")
     for problem in problems:
         log.warning("%s", problem)
-    return {vid: sorted(caps, key=lambda c: (c.start, c.end)) for vid, caps in out.items()}, problems
+    return kept, problems
+
+
+def split_dropped(captions: dict[str, list[Caption]]) -> tuple[dict[str, list[Caption]], dict[str, list[tuple[str, Caption]]]]:
+    """``(usable captions sorted by start, {kind: [(video_id, caption), ...]})``; every video keeps its entry, even if empty."""
+    kept: dict[str, list[Caption]] = {}
+    dropped: dict[str, list[tuple[str, Caption]]] = {}
+    for vid, caps in captions.items():
+        kept[vid] = []
+        for cap in caps:
+            kind = caption_problem(cap)
+            if kind is None:
+                kept[vid].append(cap)
+            else:
+                dropped.setdefault(kind, []).append((vid, cap))
+        kept[vid].sort(key=lambda c: (c.start, c.end))
+    return kept, dropped
+
+
+def dropped_captions(path: str | Path, errors: str = "replace") -> dict[str, list[tuple[str, Caption]]]:
+    """The captions of a file that :func:`read_captions` drops, by kind (``captions_reversed``, ``captions_empty``)."""
+    path = Path(path)
+    text = path.read_bytes().decode("utf-8", errors="replace" if errors == "replace" else "strict")
+    reader = _read_json if path.suffix.lower() == ".json" else _read_csv
+    return split_dropped(reader(path, text, []))[1]
 
 
 def _read_csv(path: Path, text: str, problems: list[str] | None) -> dict[str, list[Caption]]:
@@ -106,7 +155,7 @@ def _read_json(path: Path, text: str, problems: list[str] | None) -> dict[str, l
 
 def captions_outside(captions: list[Caption], video_duration: float, tolerance: float = 0.5) -> list[Caption]:
     """Captions that start after the video ends (or end before 0): they can never match a clip."""
-    return [c for c in captions if c.start > video_duration + tolerance or c.end < 0 or c.end < c.start]
+    return [c for c in captions if c.start > video_duration + tolerance or c.end < 0]
 
 
 def consecutive_window(captions: list[Caption], index: int, k: int) -> list[int]:

@@ -2,9 +2,14 @@
 
 Reports files found, missing files, unreadable or truncated files, videos without video frames
 (zero-length), videos without audio, clips shorter than the clip length, captions outside the
-video's duration and caption-file problems (invalid UTF-8, bad rows), each with a count and the
-first offenders by path. Files are checked in parallel processes; a check demuxes every packet
-(cheap: no decoding) to find truncation and decodes the first frame.
+video's duration, caption rows whose video does not exist, captions dropped at read time (empty,
+or ending before they start), caption-file problems (invalid UTF-8, bad rows), and files in the
+media folder that are not read (not a media container, or a second container of the same id),
+each with a count and the first offenders by path. Files are checked in parallel processes; a
+check demuxes every packet (cheap: no decoding) to find truncation and decodes the first frame.
+
+The command exits with status 1 when it found a problem (:data:`INFO` kinds aside: handled by the
+``missing_audio``/``short_clips`` policies), so scripts can gate a run on it; ``--strict false`` only reports.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from typing import Any
 
 import av
 
-from versanet.data.captions import Caption, captions_outside, read_captions_report
-from versanet.data.datasets.base import AUDIO_EXTS
+from versanet.data.captions import Caption, captions_outside, dropped_captions, read_captions_report
+from versanet.data.datasets.base import AUDIO_EXTS, VIDEO_EXTS, FileIndex
 from versanet.data.video_io import MediaDecodeError, container_duration, open_media
 
 #: problem kinds in report order, with their headings
@@ -30,8 +35,14 @@ KINDS = {
     "no_audio": "videos without an audio stream",
     "short": "shorter than the clip length",
     "captions_outside": "captions outside the video's duration",
+    "captions_no_video": "caption rows for videos that do not exist",
+    "captions_empty": "empty captions (dropped)",
+    "captions_reversed": "captions ending before they start (dropped)",
     "caption_file": "caption file problems",
+    "not_read": "files in the media folder that are not read (not a media container, or a second container of the same id)",
 }
+#: kinds that are reported but handled by a policy (missing_audio: silence, short_clips: pad), not problems
+INFO = ("no_audio", "short")
 
 
 @dataclass
@@ -44,8 +55,20 @@ class CheckReport:
     clip_seconds: float = 0.0
     problems: dict[str, list[tuple[str, str]]] = field(default_factory=lambda: defaultdict(list))
 
+    strict: bool = True
+
     def count(self, kind: str) -> int:
         return len(self.problems.get(kind, []))
+
+    @property
+    def problem_count(self) -> int:
+        """Reported offenders of every kind that is a problem (not :data:`INFO`)."""
+        return sum(self.count(k) for k in self.problems if k not in INFO)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when problems were found (and ``strict``), else 0: the ``versanet data check`` exit status."""
+        return int(self.strict and self.problem_count > 0)
 
     def format(self, max_report: int = 10) -> str:
         lines = [f"{self.name}: {self.files} files listed, {self.checked} checked (clip length {self.clip_seconds:.2f} s)"]
@@ -58,6 +81,8 @@ class CheckReport:
                 lines.append(f"    ... and {len(found) - max_report} more")
         bad = sum(self.count(k) for k in ("unreadable", "truncated", "zero_length"))
         lines.append(f"  => {bad} of {self.checked} files cannot be used; they are skipped and counted during training")
+        if self.problem_count:
+            lines.append(f"  => {self.problem_count} problem(s) found" + ("" if self.strict else " (--strict false: exit status 0)"))
         return "\n".join(lines)
 
 
@@ -121,6 +146,34 @@ def check_file(job: tuple[str, float, bool, list[tuple[float, float, str]]]) -> 
     return out
 
 
+def data_section(path: Path) -> Any:
+    """The ``data`` section of a config: a top-level ``data:`` (a mapping, or a nested file relative to the config),
+    or the file itself when it is a data-module file (``class_path`` at the top)."""
+    import yaml
+
+    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    node = config.get("data") if "data" in config else (config if "class_path" in config else None)
+    if node is None:
+        raise ValueError(f"{path}: no `data` section")
+    return _resolve_files(node, path.parent)
+
+
+def _resolve_files(node: Any, base: Path) -> Any:
+    """Nested config files (``data: x.yaml``, ``datamodules: [a.yaml, ...]``) read relative to the file naming them."""
+    import yaml
+
+    if isinstance(node, str) and node.endswith((".yaml", ".yml")):
+        nested = base / node
+        if not nested.is_file():
+            raise FileNotFoundError(f"config file {node!r} not found (looked for {nested})")
+        return _resolve_files(yaml.safe_load(nested.read_text(encoding="utf-8")) or {}, nested.parent)
+    if isinstance(node, dict):
+        return {k: _resolve_files(v, base) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_files(v, base) for v in node]
+    return node
+
+
 def load_datamodule(target: str) -> Any:
     """A data module from a config YAML (its ``data`` section) or from a corpus folder (layout detected)."""
     from versanet import registry
@@ -131,19 +184,14 @@ def load_datamodule(target: str) -> Any:
 
     path = Path(target)
     if path.is_file() and path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
         from jsonargparse import ArgumentParser
         from lightning.pytorch import LightningDataModule
 
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if "data" not in config:
-            raise ValueError(f"{path}: no `data` section")
         parser = ArgumentParser(exit_on_error=False)
         parser.add_subclass_arguments(LightningDataModule, "data")
-        cfg = parser.parse_object({"data": config["data"]})
+        cfg = parser.parse_object({"data": data_section(path)})
         instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes
-        dm = instantiate(cfg).data
-        return dm
+        return instantiate(cfg).data
     if not path.is_dir():
         raise FileNotFoundError(f"versanet data check: {target} is neither a config file nor a folder")
     from versanet.data.captioned_video import CaptionedVideoDataModule, VideoFolderDataModule
@@ -164,13 +212,22 @@ def load_datamodule(target: str) -> Any:
     return VideoFolderDataModule(str(path), {}, captions=captions)
 
 
-def check_corpus(dm: Any, workers: int = 2, splits: tuple[str, ...] = ("train", "val", "test")) -> CheckReport:
-    """Check every file a data module lists (splits that cannot be listed are reported, not fatal)."""
+def check_corpus(dm: Any, workers: int = 2, splits: tuple[str, ...] = ("train", "val", "test"), strict: bool = True) -> CheckReport:
+    """Check every file a data module lists (splits that cannot be listed are reported, not fatal); a mixed module's corpora each."""
+    if hasattr(dm, "datamodules"):
+        parts = [check_corpus(child, workers, splits, strict) for child in dm.datamodules]
+        report = CheckReport(f"{type(dm).__name__} of " + " + ".join(p.name for p in parts), strict=strict,
+                             clip_seconds=max((p.clip_seconds for p in parts), default=0.0))
+        for part in parts:
+            report.files, report.checked = report.files + part.files, report.checked + part.checked
+            for kind, found in part.problems.items():
+                report.problems[kind] += found
+        return report
     if hasattr(dm, "_load"):
         dm._load()
     clip_kw = getattr(dm, "clip_kw", {})
     clip_seconds = clip_kw.get("num_frames", 8) / clip_kw.get("fps", 10.0)
-    report = CheckReport(f"{type(dm).__name__} under {dm.root}", clip_seconds=clip_seconds)
+    report = CheckReport(f"{type(dm).__name__} under {dm.root}", clip_seconds=clip_seconds, strict=strict)
     items: dict[str, Any] = {}
     for split in splits:
         try:
@@ -181,10 +238,12 @@ def check_corpus(dm: Any, workers: int = 2, splits: tuple[str, ...] = ("train", 
     for paths in getattr(dm, "missing", {}).values():
         for p in paths:
             report.problems["missing"].append((p, "file not found"))
-    captions_file = getattr(dm, "captions_file", None)
-    if captions_file and (dm.root / captions_file).is_file():
-        _, problems = read_captions_report(dm.root / captions_file)
-        report.problems["caption_file"] += [(str(dm.root / captions_file), p.split(": ", 1)[-1]) for p in problems]
+    _check_captions(dm, report)
+    for index in [v for v in vars(dm).values() if isinstance(v, FileIndex)]:
+        for path in index.skipped:
+            report.problems["not_read"].append((str(path), f"not a media container versanet reads ({', '.join(VIDEO_EXTS + AUDIO_EXTS)})"))
+        for ignored, used in index.duplicates:
+            report.problems["not_read"].append((str(ignored), f"same id as {used.name}, which is read instead"))
     jobs = [(p, clip_seconds, Path(p).suffix.lower() not in AUDIO_EXTS, [(c.start, c.end, c.text) for c in it.captions]) for p, it in sorted(items.items()) if Path(p).is_file()]
     report.files = len(items)
     report.checked = len(jobs)
@@ -200,15 +259,37 @@ def check_corpus(dm: Any, workers: int = 2, splits: tuple[str, ...] = ("train", 
     return report
 
 
-def data_check(target: str, max_report: int = 10, workers: int = 2) -> CheckReport:
-    """Check a corpus before training: files found, unreadable/truncated files, videos without audio, short clips, captions outside videos.
+def _check_captions(dm: Any, report: CheckReport) -> None:
+    """Caption-file problems, dropped captions, and caption rows whose video does not exist."""
+    captions_file = getattr(dm, "captions_file", None)
+    path = dm.root / captions_file if captions_file else None
+    if path is None or not path.is_file():
+        return
+    _, problems = read_captions_report(path, report_dropped=False)
+    report.problems["caption_file"] += [(str(path), p.split(": ", 1)[-1]) for p in problems]
+    for kind, rows in dropped_captions(path).items():
+        report.problems[kind] += [(vid, f"{cap.start:.2f}-{cap.end:.2f}s {cap.text[:40]!r} in {path.name}") for vid, cap in rows]
+    files = getattr(dm, "files", None)
+    captions = getattr(dm, "captions", None)
+    if isinstance(files, FileIndex) and isinstance(captions, dict):
+        dropped = {vid for rows in dropped_captions(path).values() for vid, _ in rows}
+        for vid in sorted((set(captions) | dropped) - set(files.by_stem)):
+            report.problems["captions_no_video"].append((vid, f"{len(captions.get(vid, []))} caption(s) in {path.name}, no video file under {files.folder}"))
+
+
+def data_check(target: str, max_report: int = 10, workers: int = 2, strict: bool = True) -> CheckReport:
+    """Check a corpus before training: missing/unreadable/truncated/short files, videos without audio, caption problems, files not read.
+
+    Exits with status 1 when it found a problem (videos without audio and short clips are reported but
+    handled by the ``missing_audio``/``short_clips`` policies).
 
     Args:
-        target: a config YAML (its ``data`` section) or a corpus folder (layout detected from its files).
+        target: a config YAML (its ``data`` section, nested files read relative to it) or a corpus folder (layout detected).
         max_report: offenders listed per kind.
         workers: processes checking files in parallel.
+        strict: exit with status 1 when problems are found (false: report only).
     """
     dm = load_datamodule(target)
-    report = check_corpus(dm, workers=workers)
+    report = check_corpus(dm, workers=workers, strict=strict)
     print(report.format(max_report))
     return report

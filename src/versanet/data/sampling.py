@@ -31,6 +31,7 @@ from versanet.data.transforms import ModalityTransform, RawClip
 from versanet.data.video_io import Clip, MediaDecodeError, MediaSource, read_clips
 
 MISSING_AUDIO = ("silence", "skip")
+SHORT_CLIPS = ("pad", "skip")
 
 
 def train_start(lo: float, hi: float, clip: float, rng: np.random.Generator) -> float:
@@ -75,6 +76,9 @@ class ClipSampler:
         num_candidates: captions per clip (K) for text transforms.
         missing_audio: ``silence`` (no audio stream: zeros and a False audio mask) or ``skip``
             (treat the file as unreadable: it is counted and replaced).
+        short_clips: a file shorter than the clip: ``pad`` (its last frame repeats, its audio is
+            zero-padded; the sample reports the file in ``short_files``, counted by ``DataHealth``) or
+            ``skip`` (treat it as unreadable: counted once, remembered and replaced).
     """
 
     num_frames: int = 8
@@ -85,10 +89,13 @@ class ClipSampler:
     eval_crops: int = 1
     num_candidates: int = 1
     missing_audio: str = "silence"
+    short_clips: str = "pad"
 
     def __post_init__(self) -> None:
         if self.missing_audio not in MISSING_AUDIO:
             raise ValueError(f"missing_audio must be one of {MISSING_AUDIO}, got {self.missing_audio!r}")
+        if self.short_clips not in SHORT_CLIPS:
+            raise ValueError(f"short_clips must be one of {SHORT_CLIPS}, got {self.short_clips!r}")
         if self.eval_clips < 1 or self.eval_crops < 1:
             raise ValueError(f"eval_clips and eval_crops must be >= 1, got {self.eval_clips}, {self.eval_crops}")
 
@@ -133,10 +140,12 @@ class ClipSampler:
         clips = self._read(source, name, needs, train, rng, starts)
         if "audio" in needs and self.audio_rate and clips[0].audio is None and self.missing_audio == "skip":
             raise MediaDecodeError(name, "no audio stream (missing_audio: skip)")
+        if self.short_clips == "skip" and any(c.short for c in clips):
+            raise MediaDecodeError(name, f"shorter than the clip ({clips[0].video_duration:.2f}s < {self.clip_seconds:.2f}s; short_clips: skip)")
         raws = []
         for clip in clips:
             texts = [query] if query is not None else self._captions(caps, chosen, clip.start, clip.video_duration)
-            raw = RawClip(video_id, clip.start, clip.duration, train, clip.frames, clip.audio, self.audio_rate, texts)
+            raw = RawClip(video_id, clip.start, clip.duration, train, clip.frames, clip.audio, self.audio_rate, texts, clip.short)
             raws.extend(self._crops(raw, train))
         return raws
 
@@ -166,7 +175,7 @@ class ClipSampler:
         out = []
         for top, left, size in crop_squares(h, w, m):
             frames = np.ascontiguousarray(raw.frames[:, top : top + size, left : left + size])
-            out.append(RawClip(raw.video_id, raw.start, raw.duration, raw.train, frames, raw.audio, raw.audio_rate, raw.captions))
+            out.append(RawClip(raw.video_id, raw.start, raw.duration, raw.train, frames, raw.audio, raw.audio_rate, raw.captions, raw.padded))
         return out
 
 

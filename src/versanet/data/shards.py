@@ -36,6 +36,8 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset
 
 from versanet.data.datasets.base import ClipDataset, VideoItem
+from versanet.data.failures import joined
+from versanet.data.loaders import derived_seed, seeded
 from versanet.data.video_io import MediaDecodeError
 
 log = logging.getLogger("versanet.data")
@@ -176,25 +178,29 @@ class ShardDataset(IterableDataset):
         return max(0, -(-(self.skip_batches - worker) // workers)) * self.batch_size
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        bad = 0
         skip = self.skip()
+        ds = self.dataset
         for n, raw in enumerate(self._raw()):
             if n < skip:
                 continue
             meta = json.loads(raw["json"])
             media = next((raw[k] for k in raw if k not in _META_KEYS), None)
             item = VideoItem.from_json(meta)
-            self.dataset.tried += 1
-            try:
-                if media is None:
-                    raise MediaDecodeError(f"{raw.get('__url__')}:{raw.get('__key__')}", "no media file in the shard sample")
-                sample = self.dataset.load_item(item, media, int(meta.get("index", n)))
-            except MediaDecodeError as err:
-                bad += 1
-                self.dataset.record_failure(MediaDecodeError(f"{err.path} (in {raw.get('__url__')})", err.reason))
+            name = f"{item.path or item.key} (in {raw.get('__url__')})"
+            if name in ds.bad:  # unreadable before: not decoded again
                 continue
-            sample["bad_count"] = bad
-            bad = 0
+            ds.tried += 1
+            with seeded(derived_seed(self.seed, self.epoch, int(meta.get("index", n)))):  # as for files: (seed, epoch, index)
+                try:
+                    if media is None:
+                        raise MediaDecodeError(name, "no media file in the shard sample")
+                    sample = ds.load_item(item, media, int(meta.get("index", n)))
+                except MediaDecodeError as err:
+                    ds.record_failure(MediaDecodeError(name, err.reason))
+                    continue
+            found = ds.take_new_bad()
+            sample["bad_count"], sample["bad_files"] = len(found), joined(found)
+            sample.setdefault("short_files", "")
             yield sample
 
 

@@ -58,7 +58,6 @@ the end (e.g. 96256 decoded samples for 96000).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -672,19 +671,3 @@ def _manifest(config: ToyWorldConfig, num_captions: int) -> dict:
         "colours": list(COLOURS),
         "directions": list(DIRECTIONS),
     }
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m versanet.data.toy ROOT [--num-train N] ... [--workers W]``."""
-    parser = argparse.ArgumentParser(description="Generate the versanet toy world corpus.")
-    parser.add_argument("root", type=Path)
-    for f in fields(ToyWorldConfig):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args(argv)
-    config = ToyWorldConfig(**{f.name: getattr(args, f.name) for f in fields(ToyWorldConfig)})
-    print(generate_toy_world(args.root, config, workers=args.workers, progress=True))
-
-
-if __name__ == "__main__":
-    main()

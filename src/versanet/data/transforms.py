@@ -30,7 +30,8 @@ class RawClip:
     """What the reader decoded for one sample.
 
     ``frames``: uint8 ``[T, H, W, 3]``; ``audio``: float32 ``[S]`` mono at ``audio_rate`` (None when the
-    file has no audio stream); ``captions``: up to K candidate texts, nearest first.
+    file has no audio stream); ``captions``: up to K candidate texts, nearest first; ``padded``: the file
+    is shorter than the clip, so its last frame repeats (see ``short_clips``).
     """
 
     video_id: str
@@ -41,6 +42,7 @@ class RawClip:
     audio: np.ndarray | None = None
     audio_rate: int | None = None
     captions: list[str] = field(default_factory=list)
+    padded: bool = False
 
 
 @dataclass
@@ -102,10 +104,13 @@ class ModalityTransform:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__")
 
 
-# Frames per chunk of VideoClipTransform's passes: this many output pixels (x 3 channels x 4 bytes ~ 2 MB).
-_CHUNK_PIXELS = 160_000
+# Frames per chunk of VideoClipTransform's passes: this many output pixels (x 3 channels x 4 bytes ~ 4 MB; 8 frames
+# of 200 x 200: measured fastest, between cache-sized chunks and fewer calls, each of which costs a resize plan).
+_CHUNK_PIXELS = 320_000
 # torchvision's rgb_to_grayscale weights (ITU-R 601-2 luma): the grey level of contrast and saturation.
 _GREY = (0.2989, 0.587, 0.114)
+_GREY_T = torch.tensor(_GREY, dtype=torch.float64)
+_GREY_SUM = float(sum(_GREY))
 
 
 def _resized_size(height: int, width: int, short: int) -> tuple[int, int]:
@@ -271,18 +276,19 @@ class VideoClipTransform(ModalityTransform):
             window = frames[:, y0:y1, x0:x1].permute(0, 3, 1, 2)  # [T, 3, h, w] view, channels-last memory
             geometry = lambda t0, t1: F.resize(window[t0:t1], [rows, cols], antialias=True)[..., ky : ky + crop, kx : kx + crop]  # noqa: E731
         out = torch.empty(3, num_frames, crop, crop)
-        # a few frames at a time (~2 MB of float, a core's L2 cache): every pass after the resize then runs in
-        # cache, and no clip-sized temporary is allocated (each would cost page faults on every call)
+        # a few frames at a time (a few MB of float): every pass after the resize then runs in cache, and no
+        # clip-sized temporary is allocated (each would cost page faults on every call)
         step = max(1, _CHUNK_PIXELS // (crop * crop))
+        scratch = torch.empty(3, min(step, num_frames), crop, crop) if jitter is not None else None
         for t0 in range(0, num_frames, step):
             video = geometry(t0, t0 + step)  # uint8 [n, 3, crop, crop]
             if flip:
                 video = video.flip(-1)
             target = out[:, t0 : t0 + step]
-            if jitter is None:
-                target.copy_(video.permute(1, 0, 2, 3)).div_(255.0)
+            if scratch is None:
+                torch.mul(video.permute(1, 0, 2, 3), 1.0 / 255.0, out=target)
             else:
-                self._colour(video, target, *jitter)
+                self._colour(video, target, scratch[:, : video.shape[0]], *jitter)
         lo, hi = self.value_range
         if (lo, hi) != (0.0, 1.0):
             out.mul_(hi - lo).add_(lo)
@@ -302,20 +308,19 @@ class VideoClipTransform(ModalityTransform):
         return (matrix * (factor / 255.0)).float(), matrix.sum(1, keepdim=True), factor, shift
 
     @staticmethod
-    def _colour(video: Tensor, target: Tensor, matrix: Tensor | None, rowsum: Tensor | None, factor: float, shift: float) -> Tensor:
-        """uint8 ``[n, 3, c, c]`` -> colour-jittered float in [0, 1] written to ``target`` ``[3, n, c, c]``.
+    def _colour(video: Tensor, target: Tensor, x: Tensor, matrix: Tensor | None, rowsum: Tensor | None, factor: float, shift: float) -> Tensor:
+        """uint8 ``[n, 3, c, c]`` -> colour-jittered float in [0, 1] written to ``target`` ``[3, n, c, c]`` (``x``: scratch, same shape).
 
         ``y = A (c x + b_t)`` with ``A`` the saturation-and-hue matrix, ``c`` the contrast factor and
         ``b_t = c shift + (1 - c) mean_t`` (brightness, then contrast about frame t's grey mean after the
         shift): a uint8 -> float copy, one 3x3 matmul (a scaling when ``A`` is the identity), an offset, a clamp.
         """
-        x = torch.empty(target.shape).copy_(video.permute(1, 0, 2, 3))  # 0-255
+        x.copy_(video.permute(1, 0, 2, 3))  # 0-255
         frames = x.shape[1]
         offset = torch.full((frames,), factor * shift, dtype=torch.float64)
         if factor != 1.0:
-            grey = torch.tensor(_GREY, dtype=torch.float64)
             means = x.view(3, frames, -1).mean(-1).double().T / 255.0  # [n, 3]
-            offset += (1 - factor) * (means @ grey + shift * grey.sum())
+            offset += (1 - factor) * (means @ _GREY_T + shift * _GREY_SUM)
         if matrix is None:
             torch.mul(x, factor / 255.0, out=target)
             offset = offset.expand(3, frames)
@@ -330,7 +335,7 @@ class LogMelTransform(ModalityTransform):
     """Mono waveform -> log-mel ``[1, frames, n_mels]`` (torchaudio), ``log(mel + log_offset)``.
 
     Defaults are small for 16 kHz toy audio; MMV's dmvr preset is sample_rate 48000, n_fft 2048,
-    hop 1024, 80 bins, 80-7600 Hz, offset 1e-6 (SPEC section 3). A clip without audio gives zeros
+    hop 1024, 80 bins, 80-7600 Hz, offset 1e-6 (docs/method.md, "Backbones"). A clip without audio gives zeros
     and a False mask.
     """
 

@@ -1,4 +1,4 @@
-"""Downstream benchmarks: one LightningModule per benchmark family (SPEC section 7, docs/benchmarks.md).
+"""Downstream benchmarks: one LightningModule per benchmark family (docs/method.md, "Downstream protocols"; docs/benchmarks.md).
 
 - :class:`LinearProbeModule`: frozen, cached backbone features + a linear (or MLP) classifier with an L2 sweep;
 - :class:`AudioClassificationModule`: the same on the audio backbone (ESC-50, AudioSet);

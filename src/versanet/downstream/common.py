@@ -147,14 +147,19 @@ def shared_space(graph: ModalityGraph, a: str, b: str, borrow: bool = True) -> s
 
 
 class FrozenBackboneMixin:
-    """Keep ``self.backbone`` frozen and in eval mode whatever ``train()`` is called with."""
+    """Keep ``self.backbone`` frozen and in eval mode (BatchNorm statistics included) whatever ``train()`` is
+    called with, while ``self.backbone_frozen`` is True (the default)."""
+
+    backbone_frozen: bool = True
 
     def freeze_backbone(self) -> None:
+        self.backbone_frozen = True
         for p in self.backbone.parameters():  # type: ignore[attr-defined]
             p.requires_grad_(False)
         self.backbone.eval()  # type: ignore[attr-defined]
 
     def train(self, mode: bool = True):  # noqa: ANN201 - nn.Module.train signature
         super().train(mode)  # type: ignore[misc]
-        self.backbone.eval()  # type: ignore[attr-defined]
+        if self.backbone_frozen:
+            self.backbone.eval()  # type: ignore[attr-defined]
         return self

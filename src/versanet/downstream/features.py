@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from versanet.checkpoint import safe_load
 from versanet.downstream.common import flatten_views, pick_label
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class FeatureCache:
         path = self.path(key)
         if path is None or not path.is_file():
             return None
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = safe_load(path, "feature cache file")
         fs = FeatureSet(data["features"], data["labels"], data["index"], data.get("ignore"), data.get("view_labels"))
         self._memory[self._memo(key)] = fs
         return fs
@@ -149,7 +150,7 @@ class FeatureCache:
 
 def describe_cache(path: str | os.PathLike) -> dict[str, Any]:
     """The description (backbone, data, split) a cache file was made from, plus its shapes."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    data = safe_load(path, "feature cache file")
     return {"meta": json.loads(data["meta"]), "features": tuple(data["features"].shape), "labels": tuple(data["labels"].shape)}
 
 

@@ -2,9 +2,11 @@
 
 The whole backbone of a pretraining checkpoint plus a new linear classifier (dropout before it)
 is trained with its own optimiser and schedule: SGD (momentum, Nesterov) or Adam/AdamW, linear
-warm-up then cosine decay per step, a learning-rate multiplier for the backbone
-(``backbone_lr_mult``; 0 freezes it), label smoothing, weight decay on weights (not on biases and
-BatchNorm parameters). Multilabel data (float multi-hot labels) is trained with binary cross-entropy.
+warm-up then cosine decay per step (:func:`versanet.schedules.warmup_cosine`, the schedule
+pretraining uses), a learning-rate multiplier for the backbone (``backbone_lr_mult``; 0 freezes it:
+its parameters and its BatchNorm statistics stay as pretrained, the backbone runs in eval mode),
+label smoothing, weight decay on weights (not on biases and BatchNorm parameters). Multilabel data
+(float multi-hot labels) is trained with binary cross-entropy.
 
 Testing is multi-view: a sample ``[V, *input]`` (V = clips x crops, clip-major) is classified
 per view and the softmax probabilities (sigmoid when multilabel) are averaged over the V views
@@ -14,7 +16,6 @@ per view and the softmax probabilities (sigmoid when multilabel) are averaged ov
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import torch
@@ -22,11 +23,12 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from versanet.downstream.common import Init, data_classes, encode_views, load_pretrained, pick_label
-from versanet.downstream.frozen import classification_metrics
+from versanet.downstream.common import FrozenBackboneMixin, Init, data_classes, encode_views, load_pretrained, pick_label
+from versanet.eval.classification import ClassificationScores
+from versanet.schedules import warmup_cosine
 
 
-class FineTuneModule(LightningModule):
+class FineTuneModule(FrozenBackboneMixin, LightningModule):
     """Backbone of a pretraining checkpoint + linear classifier, trained end to end.
 
     Args:
@@ -69,13 +71,15 @@ class FineTuneModule(LightningModule):
         if modality not in pretrained.encoders:
             raise KeyError(f"{checkpoint}: no {modality!r} encoder; it has {', '.join(pretrained.encoders)}")
         self.backbone = pretrained.encoders[modality]
-        if backbone_lr_mult == 0:
-            for p in self.backbone.parameters():
-                p.requires_grad_(False)
+        self.backbone_frozen = backbone_lr_mult == 0
+        if self.backbone_frozen:
+            self.freeze_backbone()
+        else:
+            self.backbone.train()
         self.dropout = nn.Dropout(dropout)
         self.classifier: nn.Linear | None = None
         self.num_classes, self.multilabel = num_classes, False
-        self._outputs: dict[str, list[tuple[Tensor, Tensor]]] = {}
+        self.scores: nn.ModuleDict = nn.ModuleDict()  # per stage, built when the number of classes is known
 
     def build_classifier(self, num_classes: int) -> None:
         self.classifier = nn.Linear(self.backbone.out_dim, num_classes).to(next(self.backbone.parameters()).device)
@@ -90,6 +94,7 @@ class FineTuneModule(LightningModule):
         self.num_classes = self.num_classes or num
         if self.classifier is None:
             self.build_classifier(self.num_classes)
+        self.scores = nn.ModuleDict({s: ClassificationScores(self.num_classes, self.multilabel, f"{s}/") for s in ("val", "test")})
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["versanet_benchmark"] = {"num_classes": self.num_classes, "multilabel": self.multilabel}
@@ -128,15 +133,14 @@ class FineTuneModule(LightningModule):
 
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
         y = pick_label(batch["label"], self.hparams.label_key)
-        self._outputs.setdefault(stage, []).append((self.predict_views(batch[self.hparams.modality]).float().cpu(), y.cpu()))
+        self.scores[stage].update(self.predict_views(batch[self.hparams.modality]), y, batch.get("index"))
 
     def _eval_epoch_end(self, stage: str) -> None:
-        parts = self._outputs.pop(stage, [])
-        if not parts:
-            return
-        scores, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        metrics = classification_metrics(scores, labels, self.num_classes, self.multilabel)
-        self.log_dict({k.replace("test/", f"{stage}/"): v for k, v in metrics.items()}, batch_size=len(labels), prog_bar=stage == "val")
+        """Metrics over every process's samples (the metric gathers its states), the same on every process."""
+        metric = self.scores[stage]
+        if metric.update_count:
+            self.log_dict(metric.compute(), prog_bar=stage == "val")
+        metric.reset()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -172,13 +176,5 @@ class FineTuneModule(LightningModule):
             optimizer = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[hp.optimizer](groups, lr=hp.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = hp.warmup_steps if hp.warmup_steps is not None else int(hp.warmup_fraction * total)
-        warmup = min(warmup, total - 1)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = (step - warmup) / max(total - warmup, 1)
-            return hp.final_lr_ratio + (1 - hp.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scheduler = warmup_cosine(optimizer, total, warmup, hp.final_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

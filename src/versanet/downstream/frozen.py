@@ -21,64 +21,30 @@ How it runs under Lightning (``versanet fit`` then ``versanet test``):
 
 Solvers: ``lbfgs`` (full batch, deterministic, the default; each epoch is one L-BFGS call of
 ``lbfgs_iters`` iterations, with the loss accumulated over ``batch_size`` chunks so memory stays
-bounded) or ``adam`` (mini-batches of ``batch_size``, cosine decay; for large sets and MLP heads).
+bounded) or ``adam`` (mini-batches of ``batch_size``, cosine decay by :func:`versanet.schedules.warmup_cosine`;
+for large sets and MLP heads).
 
 Objective per head: mean cross-entropy (binary cross-entropy per class when multilabel) +
-``wd * ||W||^2`` (weights, not biases). See docs/benchmarks.md for how this compares with MMV's
-StandardScaler + LinearSVC.
+``wd * ||W||^2`` (weights, not biases): the one probe of :mod:`versanet.eval.probe`. See
+docs/benchmarks.md for how this compares with MMV's StandardScaler + LinearSVC.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
-from torchmetrics.classification import MulticlassAccuracy
 
 from versanet.downstream.common import FrozenBackboneMixin, Init, checkpoint_fingerprint, data_classes, encode_views, load_pretrained
 from versanet.downstream.features import FeatureExtractor, FeatureSet
-from versanet.eval.metrics import mean_average_precision, voc_mean_average_precision
-
-
-class BankedClassifier(nn.Module):
-    """M independent classifiers evaluated together: ``[N, d] -> [N, M, C]``.
-
-    ``hidden_dim=None``: linear ``W [M, C, d]``; else an MLP ``Linear -> ReLU -> Dropout -> Linear``
-    per member. ``penalty()`` is each member's squared weight norm (biases excluded).
-    """
-
-    def __init__(self, members: int, in_dim: int, num_classes: int, hidden_dim: int | None = None, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.members, self.in_dim, self.num_classes, self.hidden_dim = members, in_dim, num_classes, hidden_dim
-        self.dropout = nn.Dropout(dropout)
-        dims = [in_dim, hidden_dim, num_classes] if hidden_dim else [in_dim, num_classes]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
-            w = torch.empty(members, fan_out, fan_in)
-            for m in range(members):
-                nn.init.kaiming_uniform_(w[m], a=math.sqrt(5))  # nn.Linear's default
-            self.weights.append(nn.Parameter(w))
-            self.biases.append(nn.Parameter(torch.zeros(members, fan_out)))
-        if not hidden_dim:  # a convex problem: start from zero like liblinear
-            nn.init.zeros_(self.weights[0])
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``[N, d]`` -> logits ``[N, M, C]``."""
-        h = torch.einsum("nd,mcd->nmc", x, self.weights[0]) + self.biases[0]
-        for w, b in zip(self.weights[1:], self.biases[1:]):
-            h = torch.einsum("nmd,mcd->nmc", self.dropout(torch.relu(h)), w) + b
-        return h
-
-    def penalty(self) -> Tensor:
-        """``[M]``: sum of squared weights per member."""
-        return sum(w.pow(2).flatten(1).sum(1) for w in self.weights)
+from versanet.eval.classification import ClassificationScores
+from versanet.eval.metrics import mean_average_precision
+from versanet.eval.probe import BankedClassifier, head_losses, make_lbfgs, probe_closure
+from versanet.schedules import warmup_cosine
 
 
 class LinearProbeModule(FrozenBackboneMixin, LightningModule):
@@ -149,7 +115,7 @@ class LinearProbeModule(FrozenBackboneMixin, LightningModule):
         self.num_classes, self.multilabel, self.class_names = num_classes, multilabel, None
         self.extractor = FeatureExtractor(cache_dir, cache, cache_dtype)
         self._train: dict[str, Tensor] = {}
-        self._test_outputs: list[tuple[Tensor, Tensor, Tensor | None]] = []
+        self.test_scores: ClassificationScores | None = None
         self.val_results: dict[str, float] = {}
 
     # ------------------------------------------------------------------ backbone
@@ -306,38 +272,17 @@ class LinearProbeModule(FrozenBackboneMixin, LightningModule):
         return DataLoader(TensorDataset(torch.arange(rows)), batch_size=self.hparams.batch_size, shuffle=True,
                           generator=torch.Generator().manual_seed(self.hparams.seed))
 
-    def _per_head_loss(self, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Summed data loss per head ``[M]`` over the given rows, and how many rows each head counts ``[M]``."""
-        x, y, w = self._train["x"][rows], self._train["y"][rows], self._train["w"][rows]
-        logits = self.classifier(x)  # [n, M, C]
-        if self.multilabel:
-            loss = F.binary_cross_entropy_with_logits(logits, y.float().unsqueeze(1).expand_as(logits), reduction="none").mean(-1)
-        else:
-            loss = F.cross_entropy(logits.permute(0, 2, 1), y.long().unsqueeze(1).expand(-1, logits.shape[1]), reduction="none")
-        return (loss * w).sum(0), w.sum(0)
-
     def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
         opt = self.optimizers()
         decays = self.head_decays()
+        train = self._train
         if self.hparams.solver == "lbfgs":
-            rows_all = torch.arange(self._train["x"].shape[0], device=self.device)
-            counts = self._train["w"].sum(0).clamp(min=1)
-
-            def closure() -> Tensor:
-                opt.zero_grad()
-                total = torch.zeros((), device=self.device)
-                for rows in rows_all.split(self.hparams.batch_size):
-                    summed, _ = self._per_head_loss(rows)
-                    part = (summed / counts).sum()
-                    self.manual_backward(part)
-                    total = total + part.detach()
-                reg = (decays * self.classifier.penalty()).sum()
-                self.manual_backward(reg)
-                return total + reg.detach()
-
+            closure = probe_closure(opt, self.classifier, train["x"], train["y"], train["w"], decays, bool(self.multilabel),
+                                    self.hparams.batch_size, self.manual_backward)
             loss = opt.step(closure=closure)
         else:
-            summed, counts = self._per_head_loss(batch[0])
+            rows = batch[0]
+            summed, counts = head_losses(self.classifier, train["x"][rows], train["y"][rows], train["w"][rows], bool(self.multilabel))
             loss = (summed / counts.clamp(min=1)).sum() + (decays * self.classifier.penalty()).sum()
             opt.zero_grad()
             self.manual_backward(loss)
@@ -378,11 +323,10 @@ class LinearProbeModule(FrozenBackboneMixin, LightningModule):
     def configure_optimizers(self) -> Any:
         params = self.classifier.parameters()
         if self.hparams.solver == "lbfgs":
-            return torch.optim.LBFGS(params, lr=self.hparams.lr or 1.0, max_iter=self.hparams.lbfgs_iters, history_size=20,
-                                     tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+            return make_lbfgs(params, lr=self.hparams.lr or 1.0, max_iter=self.hparams.lbfgs_iters)
         optimizer = torch.optim.Adam(params, lr=self.hparams.lr or 1e-3)
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, total), "interval": "step"}}
+        scheduler = warmup_cosine(optimizer, max(int(self.trainer.estimated_stepping_batches), 1))  # cosine to 0, no warm-up
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ test
     def _feature_test_loader(self) -> DataLoader:
@@ -392,7 +336,7 @@ class LinearProbeModule(FrozenBackboneMixin, LightningModule):
         return DataLoader(TensorDataset(*tensors), batch_size=self.hparams.batch_size)
 
     def on_test_start(self) -> None:
-        self._test_outputs = []
+        self.test_scores = ClassificationScores(self.num_classes, bool(self.multilabel)).to(self.device)
 
     @torch.no_grad()
     def scores(self, features: Tensor) -> Tensor:
@@ -403,36 +347,12 @@ class LinearProbeModule(FrozenBackboneMixin, LightningModule):
 
     def test_step(self, batch: list[Tensor], batch_idx: int) -> None:
         features, labels = batch[0], batch[1]
-        ignore = batch[2].cpu() if len(batch) > 2 else None
-        self._test_outputs.append((self.scores(features).float().cpu(), labels.cpu(), ignore))
+        self.test_scores.update(self.scores(features), labels, ignore=batch[2] if len(batch) > 2 else None)
 
     def on_test_epoch_end(self) -> None:
-        scores = torch.cat([p[0] for p in self._test_outputs])  # [N, H, C]
-        labels = torch.cat([p[1] for p in self._test_outputs])
-        ignore = torch.cat([p[2] for p in self._test_outputs]) if self._test_outputs[0][2] is not None else None
-        self._test_outputs = []
-        per_head = [classification_metrics(scores[:, h], labels, self.num_classes, self.multilabel, ignore) for h in range(scores.shape[1])]
-        results = {k: sum(r[k] for r in per_head) / len(per_head) for k in per_head[0]}
-        self.log_dict(results, batch_size=len(labels))
-
-
-def classification_metrics(scores: Tensor, labels: Tensor, num_classes: int, multilabel: bool, ignore: Tensor | None = None) -> dict[str, float]:
-    """``test/top1`` (and ``test/top5`` with more than 5 classes) by torchmetrics, or multilabel mAPs.
-
-    Multilabel: ``test/mAP`` (non-interpolated, torchmetrics: AudioSet's metric), ``test/mAP_voc11``
-    and ``test/mAP_voc_area`` (PASCAL VOC 2007's 11-point and VOC2010+'s area AP); ``ignore``
-    (VOC's "difficult") pairs are left out of all three.
-    """
-    if multilabel:
-        return {
-            "test/mAP": mean_average_precision(scores, labels, ignore),
-            "test/mAP_voc11": voc_mean_average_precision(scores, labels.bool(), "11point", ignore),
-            "test/mAP_voc_area": voc_mean_average_precision(scores, labels.bool(), "area", ignore),
-        }
-    out = {"test/top1": MulticlassAccuracy(num_classes, top_k=1, average="micro")(scores, labels.long()).item()}
-    if num_classes > 5:
-        out["test/top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")(scores, labels.long()).item()
-    return out
+        """Metrics of the tested heads (averaged over them: the low-shot draws), by :func:`~versanet.eval.classification.classification_metrics`."""
+        self.log_dict(self.test_scores.compute(), batch_size=1)
+        self.test_scores.reset()
 
 
 class AudioClassificationModule(LinearProbeModule):
@@ -443,4 +363,4 @@ class AudioClassificationModule(LinearProbeModule):
         super().__init__(checkpoint, modality=modality, **kwargs)
 
 
-__all__ = ["LinearProbeModule", "AudioClassificationModule", "BankedClassifier", "classification_metrics"]
+__all__ = ["LinearProbeModule", "AudioClassificationModule"]

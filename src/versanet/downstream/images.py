@@ -1,7 +1,7 @@
 """Image classification through a video network (MMV section 4): PASCAL VOC 2007 (mAP), ImageNet (top-1/top-5).
 
 The image backbone comes from the checkpoint's video encoder in one of MMV's three ways
-(``method``, SPEC section 4):
+(``method``; docs/method.md, "Deflation"):
 
 - ``naive``: naive deflation, the temporally summed filters run on one-frame videos
   (:func:`versanet.deflation.deflate`);

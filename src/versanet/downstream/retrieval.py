@@ -7,10 +7,10 @@ data module) is embedded per clip and the V embeddings are averaged before norma
 clips). The text query is candidate ``text_candidate`` of the sample's captions (``[B, K, L]``; the
 benchmark data gives K = 1).
 
-``gallery: [video, audio]`` scores a text against video and audio together, as MCN does: the
+``gallery: [video, audio]`` scores a text against video and audio together: by default the
 similarity is the mean over the gallery modalities of the cosine similarity in the space where each
-meets the text (a sum, up to a constant, so the same ranking); a sample whose audio is missing is
-scored by the modalities it has. FAC has no audio-text edge; audio is then taken ``S_va -> S_vat``
+meets the text; ``fusion: sum_dot`` is MCN's own evaluation, the sum of raw dot products
+``text @ (video + audio)^T``. A sample whose audio is missing is scored by the modalities it has. FAC has no audio-text edge; audio is then taken ``S_va -> S_vat``
 through the video's fine-to-coarse head (MMV's evaluation trick, ``borrow_heads``).
 
 Metrics (both directions): R@1, R@5, R@10 (fractions), median and mean rank (1-indexed), logged as
@@ -22,12 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from versanet.downstream.common import Init, embed, encode_views, load_pretrained, shared_space
-from versanet.eval.retrieval import first_occurrence, fused_similarity, retrieval_metrics
+from versanet.eval.retrieval import Fusion, first_occurrence, fused_similarity, retrieval_metrics
 
 
 class ZeroShotRetrievalModule(LightningModule):
@@ -41,6 +40,9 @@ class ZeroShotRetrievalModule(LightningModule):
         spaces: modality -> joint space to compare it with the query in (default: the graph's).
         text_candidate: which of K caption candidates is the query.
         borrow_heads: allow another modality's head out of a shared space (FAC audio -> S_vat).
+        fusion: how a multi-modality gallery is scored (``mean_cosine`` or MCN's ``sum_dot``, see
+            :func:`~versanet.eval.retrieval.fused_similarity`); None: the pretraining graph's declared
+            retrieval of the same query and gallery, else ``mean_cosine``.
     """
 
     zero_shot = True
@@ -55,6 +57,7 @@ class ZeroShotRetrievalModule(LightningModule):
         spaces: dict[str, str] | None = None,
         text_candidate: int = 0,
         borrow_heads: bool = True,
+        fusion: Fusion | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -63,6 +66,8 @@ class ZeroShotRetrievalModule(LightningModule):
             p.requires_grad_(False)
         graph = self.model.graph
         self.spaces = {m: (spaces or {}).get(m) or shared_space(graph, query, m, borrow_heads) for m in gallery}
+        declared = [r.fusion for r in graph.retrieval if r.query == query and sorted(r.gallery) == sorted(gallery)]
+        self.fusion: Fusion = fusion or (declared[0] if declared else "mean_cosine")
         self._parts: list[dict[str, Tensor]] = []
         self.results: dict[str, float] = {}
 
@@ -111,11 +116,11 @@ class ZeroShotRetrievalModule(LightningModule):
         index = torch.as_tensor(index, device=x.device) if index is not None else torch.arange(seen, seen + len(x), device=x.device)
         part: dict[str, Tensor] = {"valid": valid, "index": index}
         for m, space in self.spaces.items():
-            part[f"query@{m}"] = F.normalize(embed(self.model, q, qfeat, space, self.hparams.borrow_heads).float(), dim=-1)
+            part[f"query@{m}"] = embed(self.model, q, qfeat, space, self.hparams.borrow_heads).float()
             feats = encode_views(self.model.encoders[m], batch[m])  # [B, V, d]
             b, v, _ = feats.shape
             emb = embed(self.model, m, feats.flatten(0, 1), space, self.hparams.borrow_heads).reshape(b, v, -1)
-            part[f"gallery@{m}"] = F.normalize(emb.float().mean(1), dim=-1)
+            part[f"gallery@{m}"] = emb.float().mean(1)  # fused_similarity normalises for mean_cosine
             mask = batch.get("mask", {}).get(m)
             part[f"present@{m}"] = mask.reshape(b, -1).any(1) if mask is not None else torch.ones(b, dtype=torch.bool, device=feats.device)
         self._parts.append(part)
@@ -124,7 +129,7 @@ class ZeroShotRetrievalModule(LightningModule):
         """``[Q, Q]`` query x gallery similarity (mean over gallery modalities present)."""
         return fused_similarity(
             {m: merged[f"query@{m}"] for m in self.spaces}, {m: merged[f"gallery@{m}"] for m in self.spaces},
-            {m: merged[f"present@{m}"] for m in self.spaces},
+            {m: merged[f"present@{m}"] for m in self.spaces}, self.fusion,
         )
 
     def on_test_epoch_end(self) -> None:

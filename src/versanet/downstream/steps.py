@@ -5,7 +5,8 @@ texts ``steps``, ``annotation`` bool ``[S, K]`` and ``task``. Each second's clip
 text are embedded in the joint space the graph defines for video and text (``S_vat`` for FAC),
 L2-normalised, and their dot products are the per-second scores ``[S, K]``. Steps are placed by
 the order-constrained dynamic programme of :mod:`versanet.eval.crosstask`; recall is computed per
-task and averaged (``test/recall``; ``test/recall/<task>`` per task).
+task and averaged (``test/recall``; ``test/recall/<task>`` per task) over the videos of every process
+(:class:`~versanet.eval.crosstask.StepRecall` is a torchmetrics ``Metric``).
 
 The steps' token ids are the batch's ``text`` ``[1, K, L]`` when the data module tokenises them (it
 holds the text transform the encoder was pretrained with), else the step texts are tokenised here
@@ -62,7 +63,7 @@ class StepLocalisationModule(LightningModule):
 
     def on_test_start(self) -> None:
         self.model.eval()
-        self.recall = StepRecall()
+        self.recall.reset()
 
     def tokenize(self, steps: list[str]) -> Tensor:
         dm = self.trainer.datamodule
@@ -92,10 +93,11 @@ class StepLocalisationModule(LightningModule):
         tokens = _unwrap(given) if isinstance(given, Tensor) else self.tokenize(steps)
         scores = self.scores(video, tokens.to(self.device))
         chosen = order_constrained_assignment(scores, self.hparams.strict_order)
-        self.recall.update(task, assignment_matrix(chosen, scores.shape[0]), annotation.cpu())
+        index = batch.get("index")
+        index = int(_unwrap(index)) if index is not None else None
+        self.recall.update(task, assignment_matrix(chosen, scores.shape[0]), annotation, index)
 
     def on_test_epoch_end(self) -> None:
-        per_task = self.recall.per_task()
-        results = {"test/recall": self.recall.compute(), "test/num_tasks": float(len(per_task))}
-        results.update({f"test/recall/{task}": r for task, r in per_task.items()})
-        self.log_dict(results, batch_size=1)
+        """Recall over every process's videos (the metric gathers them), logged once."""
+        results = {f"test/{k}": v for k, v in self.recall.compute().items()}
+        self.log_dict(results, batch_size=1)  # the same on every process

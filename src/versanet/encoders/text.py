@@ -132,10 +132,11 @@ class FrozenWordTable(nn.Module):
     def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
         # the checkpoint's table is the one the model was trained with: take its size, whatever ours is
         saved = state_dict.get(prefix + "table")
-        if saved is not None and saved.dim() == 2 and saved.shape[1] == self.embed_dim and saved.shape != self.table.shape:
-            self.table = torch.empty(saved.shape, dtype=self.table.dtype, device=self.table.device)
+        if saved is not None and saved.dim() == 2 and saved.shape[1] == self.embed_dim:
+            if saved.shape != self.table.shape:
+                self.table = torch.empty(saved.shape, dtype=self.table.dtype, device=self.table.device)
             self.vocab_size = saved.shape[0]
-            self.table_source = "checkpoint"
+            self.table_source = "checkpoint"  # never replaced by a data module's table afterwards
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def word_vectors(self, x: Tensor) -> Tensor:

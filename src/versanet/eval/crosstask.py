@@ -23,6 +23,9 @@ from collections import defaultdict
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
+
+from versanet.eval.retrieval import first_occurrence
 
 
 def order_constrained_assignment(scores: Tensor, strict: bool = True) -> Tensor:
@@ -60,25 +63,58 @@ def assignment_matrix(chosen: Tensor, seconds: int) -> Tensor:
     return out
 
 
-class StepRecall:
-    """Accumulates CrossTask recall per task over videos (``update``), then ``compute()``."""
+class StepRecall(Metric):
+    """CrossTask recall per task over videos, gathered across processes (a torchmetrics ``Metric``).
+
+    ``update(task, prediction, annotation, index=None)`` per video; ``compute()`` ->
+    ``{"recall": mean over tasks, "num_tasks": n, "recall/<task>": per task}`` over every process's
+    videos (a video a distributed sampler repeated counts once, by its dataset ``index``);
+    :meth:`per_task` is the per-task part. Task names travel between processes as UTF-8 bytes
+    (at most ``MAX_TASK_BYTES``).
+    """
+
+    full_state_update = False
+    MAX_TASK_BYTES = 128
 
     def __init__(self) -> None:
-        self.matched: dict[str, int] = defaultdict(int)
-        self.total: dict[str, int] = defaultdict(int)
+        super().__init__()
+        for name in ("matched", "total", "task", "index"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
-    def update(self, task: str, prediction: Tensor, annotation: Tensor) -> None:
+    def update(self, task: str, prediction: Tensor, annotation: Tensor, index: int | None = None) -> None:
         """``prediction``, ``annotation``: bool ``[S, K]`` (one True per step column in the prediction)."""
         if prediction.shape != annotation.shape:
             raise ValueError(f"prediction {tuple(prediction.shape)} and annotation {tuple(annotation.shape)} differ in shape")
-        annotation = annotation.bool().cpu()
-        self.total[task] += int(annotation.any(dim=0).sum())
-        self.matched[task] += int((prediction.bool().cpu() & annotation).sum())
+        name = str(task).encode("utf-8")
+        if len(name) > self.MAX_TASK_BYTES:
+            raise ValueError(f"task name {task!r} is longer than {self.MAX_TASK_BYTES} bytes")
+        annotation = annotation.bool().to(self.device)
+        self.total.append(annotation.any(dim=0).sum().reshape(1))
+        self.matched.append((prediction.bool().to(self.device) & annotation).sum().reshape(1))
+        encoded = torch.zeros(1, self.MAX_TASK_BYTES, dtype=torch.uint8, device=self.device)
+        encoded[0, : len(name)] = torch.tensor(list(name), dtype=torch.uint8)
+        self.task.append(encoded)
+        self.index.append(torch.tensor([-1 if index is None else int(index)], dtype=torch.long, device=self.device))
+
+    def compute(self) -> dict[str, float]:
+        if isinstance(self.matched, list) and not self.matched:
+            return {"recall": float("nan"), "num_tasks": 0.0}
+
+        def cat(state: Tensor | list[Tensor]) -> Tensor:
+            return (torch.cat(state) if isinstance(state, list) else state).cpu()
+
+        index = cat(self.index)
+        keep = (index < 0) | first_occurrence(index)
+        matched, total = defaultdict(int), defaultdict(int)
+        for m, n, code in zip(cat(self.matched)[keep].tolist(), cat(self.total)[keep].tolist(), cat(self.task)[keep]):
+            name = bytes(code[code > 0].tolist()).decode("utf-8")
+            matched[name] += int(m)
+            total[name] += int(n)
+        per_task = {name: matched[name] / n for name, n in sorted(total.items()) if n > 0}
+        out = {"recall": sum(per_task.values()) / len(per_task) if per_task else float("nan"), "num_tasks": float(len(per_task))}
+        out.update({f"recall/{name}": r for name, r in per_task.items()})
+        return out
 
     def per_task(self) -> dict[str, float]:
-        return {task: self.matched[task] / n for task, n in sorted(self.total.items()) if n > 0}
-
-    def compute(self) -> float:
-        """Mean over tasks of the per-task recall (``nan`` with no annotated step)."""
-        recalls = self.per_task()
-        return sum(recalls.values()) / len(recalls) if recalls else float("nan")
+        """Recall of each task with an annotated step (from :meth:`compute`)."""
+        return {k.split("/", 1)[1]: v for k, v in self.compute().items() if k.startswith("recall/")}

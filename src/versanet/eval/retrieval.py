@@ -8,7 +8,10 @@ ties resolved in the query's favour, as in MMV's and MIL-NCE's evaluation code).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -40,18 +43,33 @@ def first_occurrence(index: Tensor) -> Tensor:
     return keep
 
 
-def fused_similarity(query: dict[str, Tensor], gallery: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Tensor:
+Fusion = Literal["mean_cosine", "sum_dot"]
+
+
+def fused_similarity(
+    query: dict[str, Tensor], gallery: dict[str, Tensor], present: dict[str, Tensor] | None = None, fusion: Fusion = "mean_cosine",
+) -> Tensor:
     """Query x gallery similarity ``[Q, G]`` over one or several gallery modalities (MCN's text -> video+audio).
 
-    ``query[m]``: the query's L2-normalised embedding ``[Q, D_m]`` in the space where it meets gallery
-    modality ``m``; ``gallery[m]``: ``[G, D_m]`` L2-normalised; ``present[m]``: bool ``[G]`` (None: all
-    present). The similarity is the mean, over the gallery modalities a sample has, of the cosine
-    similarities (with one modality: plain cosine similarity).
+    ``query[m]``: the query's embedding ``[Q, D_m]`` in the space where it meets gallery modality
+    ``m``; ``gallery[m]``: ``[G, D_m]``; ``present[m]``: bool ``[G]`` (None: all present).
+
+    - ``mean_cosine``: the mean, over the gallery modalities a sample has, of the cosine
+      similarities (embeddings are L2-normalised here; with one modality: plain cosine similarity).
+    - ``sum_dot``: the sum over the modalities a sample has of the raw dot products, MCN's
+      evaluation (``text @ (video + audio)^T`` on unnormalised embeddings).
     """
+    if fusion not in ("mean_cosine", "sum_dot"):
+        raise ValueError(f"fusion must be 'mean_cosine' or 'sum_dot', not {fusion!r}")
     total: Tensor | float = 0.0
     count: Tensor | float = 0.0
     for m, g in gallery.items():
+        q = query[m]
+        if fusion == "mean_cosine":
+            q, g = F.normalize(q, dim=-1), F.normalize(g, dim=-1)
         have = torch.ones(g.shape[0], device=g.device) if present is None or m not in present else present[m].to(g.device).float()
-        total = total + (query[m] @ g.T) * have.unsqueeze(0)
+        total = total + (q @ g.T) * have.unsqueeze(0)
         count = count + have.unsqueeze(0)
+    if fusion == "sum_dot":
+        return total  # type: ignore[return-value]
     return total / torch.clamp(torch.as_tensor(count), min=1.0)

@@ -1,4 +1,4 @@
-"""Projection heads of MMV and VATT (SPEC section 1). BN: momentum 0.1, eps 1e-5 (PyTorch defaults)."""
+"""Projection heads of MMV and VATT (docs/method.md, "Joint spaces"). BN: momentum 0.1, eps 1e-5 (PyTorch defaults)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MMV's NCE (video-audio) and MIL-NCE (video-text) losses: one formula (SPEC section 2).
+"""MMV's NCE (video-audio) and MIL-NCE (video-text) losses: one formula (docs/method.md, "Losses").
 
 Legend: ``B`` local batch, ``W`` world size, ``G = W*B`` global batch, ``K`` candidates per clip
 (clip-major: row ``i*K + k`` is candidate ``k`` of clip ``i``), ``D`` embedding width.
@@ -68,7 +68,7 @@ class NCELoss(ContrastiveLoss):
             )
         self.min_temperature = min_temperature
         self.max_temperature = max_temperature
-        log_inv_tau = torch.tensor(math.log(1.0 / temperature))
+        log_inv_tau = torch.tensor([math.log(1.0 / temperature)])  # 1-D: FSDP cannot shard a 0-d parameter
         if learnable_temperature:
             self.log_inv_tau = nn.Parameter(log_inv_tau)
         else:
@@ -78,7 +78,13 @@ class NCELoss(ContrastiveLoss):
     def temperature(self) -> Tensor:
         """Current ``tau`` (clamped)."""
         inv = self.log_inv_tau.exp().clamp(1.0 / self.max_temperature, 1.0 / self.min_temperature)
-        return 1.0 / inv
+        return 1.0 / inv.reshape(())
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        key = prefix + "log_inv_tau"
+        if key in state_dict and len(state_dict[key].shape) == 0:  # saved when it was a 0-d tensor
+            state_dict[key] = state_dict[key].reshape(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, a: Tensor, b: Tensor, a_mask: Tensor | None = None, b_mask: Tensor | None = None) -> Tensor:
         """Loss of local anchors ``a: [B, D]`` against candidates ``b: [B*K, D]`` (clip-major).

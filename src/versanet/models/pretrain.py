@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from versanet.encoders import Encoder
 from versanet.eval.retrieval import first_occurrence, fused_similarity, retrieval_metrics
 from versanet.graph import Edge, GraphError, ModalityGraph
+from versanet.models.accumulation import RngState, concat_embeddings, keep_running_stats, split_batch
 from versanet.objective import TermInputs, combine
 from versanet.schedules import warmup_cosine
 
@@ -40,6 +41,11 @@ class PretrainModule(LightningModule):
             to ``lr * final_lr_ratio`` at the last training step.
         sync_batchnorm: convert BatchNorm to SyncBatchNorm when training on several accelerators
             (torch has no CPU SyncBatchNorm; under CPU DDP the statistics stay per process).
+        negatives_accumulation: split each training batch into this many micro-batches, run the
+            networks one micro-batch at a time and the objective once on the whole batch (GradCache,
+            :mod:`versanet.models.accumulation`): the negative pool is ``world_size * batch_size`` with
+            the activation memory of ``batch_size / negatives_accumulation`` clips, for one extra
+            forward per micro-batch. 1 (default): one pass over the batch.
     """
 
     def __init__(
@@ -53,8 +59,12 @@ class PretrainModule(LightningModule):
         warmup_steps: int = 1000,
         final_lr_ratio: float = 0.0,
         sync_batchnorm: bool = True,
+        negatives_accumulation: int = 1,
     ) -> None:
         super().__init__()
+        if negatives_accumulation < 1:
+            raise ValueError(f"negatives_accumulation must be >= 1 (micro-batches per training batch), got {negatives_accumulation}")
+        self.negatives_accumulation = int(negatives_accumulation)
         self.save_hyperparameters(ignore=["encoders", "graph", "trunks"] if not self._from_cli() else None)
         # trunks first: a shared tensor's checkpoint key is its first name, trunks.<name>.*
         self.trunks = nn.ModuleDict(trunks or {})
@@ -70,6 +80,7 @@ class PretrainModule(LightningModule):
             term.build(graph, dims)
         self.terms = nn.ModuleDict({t.name: t for t in graph.terms})
         self.transforms: dict[str, Any] = {}  # the data transforms, restored from a checkpoint (versanet.checkpoint)
+        self.clip: dict[str, Any] = {}  # the training clip geometry {num_frames, fps, audio_rate}, restored likewise
         self._eval_outputs: list[dict[str, Tensor]] = []
         self.retrieval_results: list[dict[str, Any]] = []  # the last eval epoch's, for reports
         self.register_state_dict_post_hook(_drop_aliases)
@@ -149,8 +160,12 @@ class PretrainModule(LightningModule):
             term.update(inputs)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        emb = self(batch)
-        losses = self.objective(batch, emb)
+        if self.negatives_accumulation > 1:
+            emb, losses, loss = self._accumulated_step(batch, batch_idx)
+        else:
+            emb = self(batch)
+            losses = self.objective(batch, emb)
+            loss = losses["loss"]
         self.update_terms(batch, emb)
         batch_size = self.batch_size_of(batch)
         self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=False, batch_size=batch_size)
@@ -158,7 +173,93 @@ class PretrainModule(LightningModule):
         for name, term in self.terms.items():
             for key, value in term.metrics().items():
                 self.log(f"train/{name}/{key}", value, batch_size=batch_size)
-        return losses["loss"]
+        return loss
+
+    # ------------------------------------------------------------------ negatives accumulation (GradCache)
+    def _accumulated_step(self, batch: dict[str, Any], batch_idx: int) -> tuple[Embeddings, dict[str, Tensor], Tensor]:
+        """The objective on the whole batch, the networks one micro-batch at a time (:mod:`versanet.models.accumulation`).
+
+        Returns the whole batch's (detached) embeddings, the objective's losses, and the tensor Lightning
+        back-propagates: the objective (for the terms' own parameters, e.g. a learned temperature) plus the
+        last micro-batch's re-run against its cached gradient, with the value of ``losses["loss"]``.
+
+        Micro-batches 1..N-1 are back-propagated here, inside the training step: under DDP that is inside
+        the wrapped forward, before the reducer expects gradients, so they accumulate locally, and the one
+        backward Lightning runs afterwards reduces the sum across ranks (DDP's ``no_sync`` accumulation).
+        That is also why :meth:`optimizer_zero_grad` leaves the gradients alone on this path: they are zeroed
+        before the step (:meth:`on_train_batch_start`).
+        """
+        trainer = self.trainer
+        self._check_units_for_accumulation()
+        micro = split_batch(batch, self.negatives_accumulation, self.batch_size_of(batch))
+        states, parts = [], []
+        with torch.no_grad(), keep_running_stats(self):
+            for chunk in micro:
+                states.append(RngState.capture(self.device))
+                parts.append(self(self._inputs_to_device(chunk)))
+        emb = {k: v.requires_grad_() for k, v in concat_embeddings(parts).items()}
+        losses = self.objective(batch, emb)
+        keys = list(emb)
+        cached = torch.autograd.grad(losses["loss"], [emb[k] for k in keys], retain_graph=True, allow_unused=True)
+        scaler = getattr(trainer.precision_plugin, "scaler", None)  # fp16: scale as Lightning's backward does
+        offsets = dict.fromkeys(keys, 0)
+        for i, (chunk, state) in enumerate(zip(micro, states)):
+            state.restore()
+            out = self(self._inputs_to_device(chunk))
+            pairs = []
+            for key, grad in zip(keys, cached):
+                n = out[key].shape[0]
+                if grad is not None:
+                    pairs.append((out[key], grad[offsets[key] : offsets[key] + n]))
+                offsets[key] += n
+            if i < len(micro) - 1:
+                grads = [scaler.scale(g) if scaler is not None else g for _, g in pairs]
+                torch.autograd.backward([o for o, _ in pairs], grads)
+                continue
+            surrogate = sum((o * g).sum() for o, g in pairs)  # its gradient w.r.t. o is g; its value is dropped
+            loss = losses["loss"] + (surrogate - surrogate.detach())
+        return {k: v.detach() for k, v in emb.items()}, losses, loss
+
+    def _check_units_for_accumulation(self) -> None:
+        """Under FSDP, the micro-batches back-propagate while the root unit's forward (the training step) is still open,
+        which FSDP allows only for units of their own: every encoder and head must be one."""
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        if not isinstance(self.trainer.strategy.model, FSDP):
+            return
+        loose = [f"encoders.{m}" for m, e in self.encoders.items() if not isinstance(e, FSDP)]
+        loose += [f"heads.{k}" for k, h in self.heads.items() if not isinstance(h, FSDP)]
+        if loose:
+            raise RuntimeError(
+                f"negatives_accumulation under FSDP needs every encoder and head in an FSDP unit of its own; not wrapped: "
+                f"{', '.join(loose)}. Add versanet.encoders.Encoder and versanet.heads.Head to the strategy's auto_wrap_policy."
+            )
+
+    def _inputs_to_device(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """A micro-batch with its modality inputs on the module's device (they stay on the host, :meth:`transfer_batch_to_device`)."""
+        return {k: v.to(self.device, non_blocking=True) if k in self.encoders and isinstance(v, Tensor) else v for k, v in chunk.items()}
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """With ``negatives_accumulation``, a training batch's modality inputs stay on the host (pinned by the loader)
+        and move one micro-batch at a time: only the embeddings of the whole batch live on the device."""
+        if self.negatives_accumulation > 1 and self._trainer is not None and self.trainer.training and isinstance(batch, dict):
+            inputs = {k: v for k, v in batch.items() if k in self.encoders}
+            rest = super().transfer_batch_to_device({k: v for k, v in batch.items() if k not in inputs}, device, dataloader_idx)
+            return {**rest, **inputs}
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """Lightning zeroes gradients between the training step and its backward; with ``negatives_accumulation`` the
+        step has already back-propagated its first micro-batches by then, so :meth:`on_train_batch_start` does it."""
+        if self.negatives_accumulation == 1:
+            optimizer.zero_grad()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """With ``negatives_accumulation``: zero the gradients at the first batch of each optimizer step, before the
+        training step (under FSDP, before the root unit's forward, which is where FSDP frees its flat gradients)."""
+        if self.negatives_accumulation > 1 and batch_idx % self.trainer.accumulate_grad_batches == 0:
+            for optimizer in self.trainer.optimizers:
+                optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch: dict[str, Any], stage: str) -> None:
@@ -195,9 +296,9 @@ class PretrainModule(LightningModule):
         for r in self.graph.retrieval:
             keep = first & merged[f"present:{r.query}"]
             keep &= torch.stack([merged[f"present:{m}"] for m in r.gallery]).any(0)
-            query = {m: nn.functional.normalize(merged[f"{r.query}@{r.space}"][keep], dim=-1) for m in r.gallery}
-            gallery = {m: nn.functional.normalize(merged[f"{m}@{r.space}"][keep], dim=-1) for m in r.gallery}
-            sim = fused_similarity(query, gallery, {m: merged[f"present:{m}"][keep] for m in r.gallery})
+            query = {m: merged[f"{r.query}@{r.space}"][keep] for m in r.gallery}
+            gallery = {m: merged[f"{m}@{r.space}"][keep] for m in r.gallery}
+            sim = fused_similarity(query, gallery, {m: merged[f"present:{m}"][keep] for m in r.gallery}, r.fusion)
             for q, g, s in ((r.query, r.gallery_name, sim), (r.gallery_name, r.query, sim.T)):
                 results.append({"query": q, "gallery": g, "space": r.space, "n": int(keep.sum()), **retrieval_metrics(s)})
         self.retrieval_results = results
@@ -226,13 +327,18 @@ class PretrainModule(LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         transforms = getattr(datamodule, "transforms", None) or self.transforms
         checkpoint["versanet"] = {"format_version": FORMAT_VERSION, "transforms": export_transforms(transforms)}
+        # the clip geometry the model was trained on (frames, rate): tools that cut new videos into clips read it
+        clip = {k: v for k, v in (getattr(datamodule, "clip_kw", None) or {}).items() if k in ("num_frames", "fps", "audio_rate")}
+        if clip or self.clip:
+            checkpoint["versanet"]["clip"] = clip or dict(self.clip)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         from versanet.checkpoint import build_transforms
 
-        exported = checkpoint.get("versanet", {}).get("transforms")
-        if exported:
-            self.transforms = build_transforms(exported)
+        stored = checkpoint.get("versanet", {})
+        if stored.get("transforms"):
+            self.transforms = build_transforms(stored["transforms"])
+        self.clip = dict(stored.get("clip") or {})
 
     # ------------------------------------------------------------------ setup and optimisation
     def setup(self, stage: str) -> None:
@@ -253,15 +359,50 @@ class PretrainModule(LightningModule):
             else:
                 nn.SyncBatchNorm.convert_sync_batchnorm(self)
 
-    def on_fit_start(self) -> None:
+        self._summary = self._describe()  # now: a strategy may wrap (and shard) the modules after setup
+
+    def _describe(self) -> str:
         dims = {m: enc.out_dim for m, enc in self.encoders.items()}
-        rank_zero_info(self.graph.summary(dims, self.heads))
         parts = []
         for m, enc in self.encoders.items():
             shared = f", trunk {enc.shared_trunk!r} shared" if enc.shared_trunk else ""
             parts.append(f"{m}={type(enc).__name__} ({enc.num_parameters():,} params{shared})")
         total = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        rank_zero_info("  encoders: " + ", ".join(parts) + f"; total trainable {total:,} (shared tensors once)")
+        encoders = "  encoders: " + ", ".join(parts) + f"; total trainable {total:,} (shared tensors once)"
+        return self.graph.summary(dims, self.heads) + "\n" + encoders
+
+    def on_fit_start(self) -> None:
+        self._attach_wrapped_trunks()
+        rank_zero_info(getattr(self, "_summary", None) or self._describe())
+
+    def on_validation_start(self) -> None:
+        self._attach_wrapped_trunks()
+
+    def on_test_start(self) -> None:
+        self._attach_wrapped_trunks()
+
+    def _attach_wrapped_trunks(self) -> None:
+        """Hand a trunk that a strategy wrapped (an FSDP unit now stands in ``trunks``) to the encoders that share it.
+
+        FSDP wraps a module where it first meets it, under ``trunks``; the encoders would still call the bare module,
+        whose parameters FSDP now shards. Refuses the one layout FSDP cannot run: a shared trunk with parameters outside
+        any FSDP unit of its own while its encoders are units (the first encoder's unit would take them).
+        """
+        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+        for encoder in self.encoders.values():
+            name = encoder.shared_trunk
+            if name is None:
+                continue
+            trunk = self.trunks[name]
+            if encoder.trunk is not trunk:
+                encoder.attach_trunk(trunk)
+            if isinstance(encoder, FSDP) and not isinstance(trunk, FSDP) and _params_outside_units(trunk):
+                raise RuntimeError(
+                    f"FSDP: trunk {name!r} is shared by several encoders that are FSDP units, but some of its parameters "
+                    f"({', '.join(_params_outside_units(trunk)[:3])}) are in no unit of the trunk's own, so the first encoder's "
+                    "unit would take them. Add the trunk's class to the strategy's auto_wrap_policy."
+                )
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[self.hparams.optimizer]
@@ -289,12 +430,35 @@ def attach_trunks(encoders: dict[str, Encoder], trunks: nn.ModuleDict) -> None:
         raise GraphError(f"trunk(s) {', '.join(unused)} are built but no encoder names them (set `trunk: NAME` in an encoder)")
 
 
+# name segments of the modules FSDP and activation checkpointing wrap around a module; state dicts drop them
+_WRAPPER_SEGMENTS = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def _state_dict_name(name: str) -> str:
+    """A parameter's name as state dicts spell it: without wrapper segments (``encoders._fsdp_wrapped_module.x`` -> ``encoders.x``)."""
+    for segment in _WRAPPER_SEGMENTS:
+        name = name.replace(segment, "")
+    return name
+
+
+def _params_outside_units(module: nn.Module) -> list[str]:
+    """Names of ``module``'s parameters that no FSDP unit inside it manages (they go to an enclosing unit)."""
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    names, stack = [], [("", module)]
+    while stack:
+        prefix, sub = stack.pop()
+        names += [prefix + n for n, _ in sub.named_parameters(recurse=False)]
+        stack += [(f"{prefix}{n}.", child) for n, child in sub.named_children() if not isinstance(child, FSDP)]
+    return names
+
+
 def _aliases(module: nn.Module) -> dict[str, str]:
     """State-dict names that hold a tensor already listed under an earlier name: ``{alias: first name}``."""
     first: dict[int, str] = {}
     aliases: dict[str, str] = {}
     named = list(module.named_parameters(remove_duplicate=False)) + list(module.named_buffers(remove_duplicate=False))
-    for name, tensor in named:
+    for name, tensor in ((_state_dict_name(n), t) for n, t in named):
         if id(tensor) in first:
             aliases[name] = first[id(tensor)]
         else:

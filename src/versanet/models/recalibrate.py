@@ -1,4 +1,4 @@
-"""Deflation proper (MMV, SPEC section 4): retrain only BatchNorm gamma/beta of a deflated video network.
+"""Deflation proper (MMV; docs/method.md, "Deflation"): retrain only BatchNorm gamma/beta of a deflated video network.
 
 The student is the naively deflated network on images ``[B, 3, H, W]``; the teacher is the original
 video network on the same images repeated as static videos ``[B, 3, T, H, W]``. The objective is
@@ -44,6 +44,8 @@ class DeflationRecalibration(LightningModule):
     Args:
         checkpoint: versanet pretraining checkpoint whose ``modality`` encoder is deflated.
         encoder: the video encoder itself (instead of ``checkpoint``; copied, not modified).
+        encoder_config: with ``encoder``, its ``{"class_path", "init_args"}`` config, which the image
+            encoder file records (a checkpoint records it itself).
         modality: which encoder of the checkpoint.
         num_frames: frames of the static video the teacher sees.
         lr: Adam learning rate (constant).
@@ -60,6 +62,7 @@ class DeflationRecalibration(LightningModule):
         self,
         checkpoint: str | None = None,
         encoder: Encoder | None = None,
+        encoder_config: dict[str, Any] | None = None,
         modality: str = "video",
         num_frames: int = 8,
         lr: float = 1e-3,
@@ -73,7 +76,12 @@ class DeflationRecalibration(LightningModule):
             raise ValueError("DeflationRecalibration: give exactly one of checkpoint (a pretraining .ckpt) or encoder")
         if bn_mode not in ("train", "eval"):
             raise ValueError(f"bn_mode must be 'train' or 'eval', not {bn_mode!r}")
-        teacher = copy.deepcopy(encoder) if encoder is not None else load_pretrained_encoder(checkpoint, modality)  # type: ignore[arg-type]
+        if encoder is not None:
+            teacher, self.encoder_config = copy.deepcopy(encoder), encoder_config
+        else:
+            teacher, self.encoder_config = load_pretrained_encoder(checkpoint, modality)  # type: ignore[arg-type]
+        if output and self.encoder_config is None:
+            raise ValueError("DeflationRecalibration: writing `output` needs the video encoder's config: give `checkpoint`, or `encoder_config` with `encoder`")
         self.student = deflate(teacher)
         self.teacher = teacher.eval().requires_grad_(False)
         trainable = 0
@@ -198,7 +206,9 @@ class DeflationRecalibration(LightningModule):
 
     def save_image_encoder(self, path: str) -> Any:
         """Write the recalibrated image encoder (read it with :func:`versanet.deflation.load_image_encoder`)."""
+        if self.encoder_config is None:
+            raise ValueError("DeflationRecalibration built from an encoder object without encoder_config cannot write an image encoder file")
         return save_image_encoder(
-            self.student, path, method="deflation", source=self.hparams.get("checkpoint"), modality=self.hparams.get("modality"),
+            self.student, path, self.encoder_config, method="deflation", source=self.hparams.get("checkpoint"), modality=self.hparams.get("modality"),
             num_frames=self.num_frames, bn_mode=self.bn_mode, val_l1_before=self.val_l1_before, val_l1=self.val_l1_last,
         )

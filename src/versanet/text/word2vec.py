@@ -1,6 +1,6 @@
 """word2vec vocabularies for MMV's text network: streaming loader, subset cache, tokenizer, data transform.
 
-MMV (SPEC section 3) embeds captions with the frozen 300-d GoogleNews word2vec vectors. That file
+MMV (docs/method.md, "Backbones") embeds captions with the frozen 300-d GoogleNews word2vec vectors. That file
 holds 3M words (3.6 GB), of which a caption corpus uses a few tens of thousands, so versanet never
 loads it whole:
 

@@ -136,4 +136,6 @@ class AudioSetPretrainDataModule(AudioSetDataModule):
         return Corpus(self.root, [])
 
     def prepare_data(self) -> None:
-        """No captions to learn a vocabulary from (the text transform must load one: ``model_path``)."""
+        """No captions to learn a vocabulary from: a text transform must load one (``model_path``), or mix this corpus
+        with a captioned one (:class:`~versanet.data.mixing.MixedDataModule` prepares the shared transforms on its captions)."""
+        self.check_root()

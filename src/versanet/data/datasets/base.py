@@ -9,7 +9,12 @@ WebDataset shards in place of files).
 Sample layout (``V = eval_clips * eval_crops`` views at val/test, 1 in training)::
 
     {modality: [*input] or [V, *input], "mask": {modality: [K] or [V]}, "index": int,
-     "label": int64 scalar | float32 [num_classes] multi-hot | {column: int}, "bad_count": int}
+     "label": int64 scalar | float32 [num_classes] multi-hot | {column: int},
+     "bad_count": int, "bad_files": str, "short_files": str}
+
+``bad_files``/``short_files``: newline-joined paths of files found unreadable while producing the
+sample, and of the sample's own file when it is shorter than the clip (``""`` otherwise); see
+:mod:`versanet.data.failures`.
 """
 
 from __future__ import annotations
@@ -24,18 +29,19 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset
 
 from versanet.data.captions import Caption
-from versanet.data.failures import SkipBadSamples
-from versanet.data.loaders import make_loader
+from versanet.data.failures import DataNotFound, SkipBadSamples
+from versanet.data.loaders import fit_progress, make_loader
 from versanet.data.sampling import ClipSampler, apply_transforms, needs_of
 from versanet.data.transforms import Corpus, ModalityTransform
 from versanet.data.video_io import MediaSource
 
 log = logging.getLogger("versanet.data")
 
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg")
+#: containers read as video (everything PyAV/FFmpeg opens that corpora ship in); other files in a media folder are skipped and named
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts", ".mts", ".3gp", ".ogv", ".wmv", ".mxf", ".vob")
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".ogg", ".aac")
 SPLITS = ("train", "val", "test")
 
@@ -83,21 +89,34 @@ def hold_out(items: list[VideoItem], fraction: float, group: Callable[[VideoItem
 
 
 class FileIndex:
-    """Media files under a folder, found once: by relative path, by stem, and by YouTube id (first 11 characters)."""
+    """Media files under a folder, found once: by stem, and by YouTube id (first 11 characters); any container in ``exts``.
+
+    ``skipped``: files that are not media (other extensions; hidden and partial files aside) and
+    ``duplicates``: a stem found in several containers (the first by sorted path is used).
+    """
 
     def __init__(self, folder: Path, exts: Iterable[str] = VIDEO_EXTS + AUDIO_EXTS) -> None:
         self.folder = folder
         exts = {e.lower() for e in exts}
         self.by_stem: dict[str, Path] = {}
         self.by_ytid: dict[str, Path] = {}
+        self.skipped: list[Path] = []
+        self.duplicates: list[tuple[Path, Path]] = []  # (ignored, used)
         if folder.is_dir():
-            for dirpath, _, files in os.walk(folder):
-                for f in files:
+            for dirpath, _, files in sorted(os.walk(folder)):
+                for f in sorted(files):
                     p = Path(dirpath) / f
-                    if p.suffix.lower() in exts and not f.startswith("."):
-                        self.by_stem.setdefault(p.stem, p)
-                        if len(p.stem) >= 11:
-                            self.by_ytid.setdefault(p.stem[:11], p)
+                    if f.startswith(".") or f.endswith((".partial", ".part")):
+                        continue
+                    if p.suffix.lower() not in exts:
+                        self.skipped.append(p)
+                        continue
+                    if p.stem in self.by_stem:
+                        self.duplicates.append((p, self.by_stem[p.stem]))
+                        continue
+                    self.by_stem[p.stem] = p
+                    if len(p.stem) >= 11:
+                        self.by_ytid.setdefault(p.stem[:11], p)
 
     def __len__(self) -> int:
         return len(self.by_stem)
@@ -128,6 +147,10 @@ class ClipDataset(SkipBadSamples, Dataset):
         name: names the dataset in logs and errors, e.g. ``"UCF101DataModule train"``.
         num_classes, multilabel: label encoding (int64 scalar, or float32 multi-hot ``[num_classes]``).
         retrieval: one (clip, caption) pair per item: video ``[V, *input]`` even for V = 1, text ``[1, L]``.
+
+    Training randomness (the window, the caption window, the augmentations) comes from torch's RNG, which
+    the training loader seeds per sample from ``(seed, epoch, index)`` (:mod:`versanet.data.loaders`);
+    evaluation sampling is deterministic.
     """
 
     def __init__(
@@ -138,19 +161,22 @@ class ClipDataset(SkipBadSamples, Dataset):
         self.items, self.transforms, self.sampler, self.train = list(items), transforms, sampler, train
         self.name, self.root, self.num_classes, self.multilabel, self.retrieval = name, root, num_classes, multilabel, retrieval
         self.max_bad_fraction, self.seed = max_bad_fraction, seed
+        self.stop_on_bad_fraction = train  # evaluation sets report their bad files, never stop a run on them
         self.needs = needs_of(transforms)
-        self._epoch_draws = 0
         self.init_failures()
 
     def __len__(self) -> int:
         return len(self.items)
 
+    def item_path(self, index: int) -> str | None:
+        item = self.items[index]
+        return item.path or item.key
+
     def _rng(self, index: int) -> np.random.Generator:
+        """Evaluation: a function of the index; training: drawn from torch's RNG (seeded per sample by the training loader)."""
         if not self.train:
             return np.random.default_rng([self.seed, index])
-        worker = get_worker_info()
-        self._epoch_draws += 1
-        return np.random.default_rng([self.seed, index, torch.initial_seed() % 2**32, self._epoch_draws, worker.id if worker else 0])
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
 
     def encode_label(self, label: Any) -> Any:
         """int -> int64 scalar; list -> float32 multi-hot ``[num_classes]`` (multilabel); dict -> as is."""
@@ -164,7 +190,9 @@ class ClipDataset(SkipBadSamples, Dataset):
 
     def load(self, index: int) -> dict[str, Any]:
         item = self.items[index]
-        return self.load_item(item, item.path, index)
+        sample = self.load_item(item, item.path, index)
+        sample.setdefault("short_files", "")
+        return sample
 
     def load_item(self, item: VideoItem, source: MediaSource, index: int) -> dict[str, Any]:
         """Decode and transform one item from ``source`` (its path or its bytes); raises MediaDecodeError."""
@@ -178,7 +206,7 @@ class ClipDataset(SkipBadSamples, Dataset):
         if self.retrieval:
             for m in single:
                 inputs[m], masks[m] = inputs[m][:1], masks[m][:1]
-        sample: dict[str, Any] = {**inputs, "mask": masks, "index": index}
+        sample: dict[str, Any] = {**inputs, "mask": masks, "index": index, "short_files": (item.path or item.key) if any(r.padded for r in raws) else ""}
         label = self.encode_label(item.label)
         if label is not None:
             sample["label"] = label
@@ -195,7 +223,10 @@ class ClipDataModule(LightningDataModule):
         num_frames, fps, audio_rate, short_side: clip decoding (audio covers the same window).
         eval_clips, eval_crops: views per val/test sample (see :mod:`versanet.data.sampling`).
         missing_audio: ``silence`` (zeros + False audio mask) or ``skip`` (count as unreadable).
-        max_bad_fraction: stop when more than this fraction of the reads in a process fail.
+        short_clips: a file shorter than the clip: ``pad`` (repeat its last frame, zero-pad its audio;
+            counted by ``DataHealth`` as ``data/short_clips``) or ``skip`` (count it as unreadable, replace it).
+        max_bad_fraction: stop a training run when more than this fraction of the reads in a process fail.
+        seed: the training order and the per-sample randomness derive from ``(seed, epoch, index)``.
         shards: WebDataset URL pattern (``/data/x/train-{000000..000099}.tar``, ``pipe:...``): train from
             shards written by ``versanet data shard`` instead of the files.
         samples_per_epoch: with ``shards``, samples per epoch over all ranks (equal batches on every rank).
@@ -203,6 +234,7 @@ class ClipDataModule(LightningDataModule):
 
     multilabel: bool = False
     retrieval: bool = False
+    dataset_class: type[ClipDataset] = ClipDataset
 
     def __init__(
         self,
@@ -218,6 +250,7 @@ class ClipDataModule(LightningDataModule):
         eval_clips: int = 1,
         eval_crops: int = 1,
         missing_audio: str = "silence",
+        short_clips: str = "pad",
         max_bad_fraction: float = 0.05,
         seed: int = 0,
         shards: str | None = None,
@@ -227,12 +260,14 @@ class ClipDataModule(LightningDataModule):
         self.root = Path(root)
         self.transforms = transforms
         self.batch_size, self.val_batch_size, self.num_workers = batch_size, val_batch_size or batch_size, num_workers
-        self.clip_kw = dict(num_frames=num_frames, fps=fps, audio_rate=audio_rate, short_side=short_side, missing_audio=missing_audio)
+        self.clip_kw = dict(num_frames=num_frames, fps=fps, audio_rate=audio_rate, short_side=short_side, missing_audio=missing_audio, short_clips=short_clips)
+        ClipSampler(**self.clip_kw)  # type: ignore[arg-type]  # a bad policy name fails here, before any data is read
         self.eval_clips, self.eval_crops = eval_clips, eval_crops
         self.max_bad_fraction, self.seed = max_bad_fraction, seed
         self.shards, self.samples_per_epoch = shards, samples_per_epoch
         self.class_names: list[str] = []
         self.missing: dict[str, list[str]] = {}
+        self.owns_transforms = True  # False when a MixedDataModule prepares the transforms it shares
         self._sets: dict[str, Dataset] = {}
         self._loaded = False
 
@@ -257,6 +292,11 @@ class ClipDataModule(LightningDataModule):
     def sampler(self) -> ClipSampler:
         return ClipSampler(eval_clips=self.eval_clips, eval_crops=self.eval_crops, num_candidates=self.num_candidates, **self.clip_kw)  # type: ignore[arg-type]
 
+    def check_root(self) -> None:
+        """:class:`DataNotFound` naming the root when it does not exist (one line, before anything is read)."""
+        if not self.root.is_dir():
+            raise DataNotFound(f"{type(self).__name__}: data root {self.root} does not exist (set --data.init_args.root)")
+
     def existing(self, items: list[VideoItem], split: str) -> list[VideoItem]:
         """Items whose file exists; the others are counted in ``missing[split]`` and logged once."""
         kept = [it for it in items if it.path and Path(it.path).is_file()]
@@ -273,6 +313,8 @@ class ClipDataModule(LightningDataModule):
         for split in SPLITS:
             try:
                 items = self.list_items(split)
+            except DataNotFound:
+                raise
             except (FileNotFoundError, NotImplementedError):
                 continue
             texts += [c.text for it in items for c in it.captions] + [it.query for it in items if it.query]
@@ -282,35 +324,54 @@ class ClipDataModule(LightningDataModule):
 
     def _load(self) -> None:
         if not self._loaded:
+            self.check_root()
             self.read_metadata()
             self._loaded = True
 
+    def needs_corpus(self) -> bool:
+        return any("captions" in t.needs for t in self.transforms.values())
+
     def prepare_data(self) -> None:
-        if any("captions" in t.needs for t in self.transforms.values()):
+        self.check_root()
+        if self.owns_transforms and self.needs_corpus():
             corpus = self.corpus()
             for transform in self.transforms.values():
                 transform.prepare(corpus)
 
-    def setup(self, stage: str | None = None) -> None:
-        self._load()
-        corpus = self.corpus() if any("captions" in t.needs for t in self.transforms.values()) else Corpus(self.root, [])
+    def setup_transforms(self) -> None:
+        """Per-process setup of the transforms on this corpus (a tokenizer loads what ``prepare`` wrote)."""
+        corpus = self.corpus() if self.needs_corpus() else Corpus(self.root, [])
         for transform in self.transforms.values():
             transform.setup(corpus)
+
+    def setup(self, stage: str | None = None) -> None:
+        self._load()
+        if self.owns_transforms:
+            self.setup_transforms()
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}.get(stage or "", SPLITS)
         for split in wanted:
             self.dataset(split)
+
+    def dataset_kwargs(self, split: str) -> dict[str, Any]:
+        """Extra arguments of :attr:`dataset_class` (subclasses add theirs)."""
+        return {}
 
     def dataset(self, split: str) -> ClipDataset:
         """The (cached) dataset of ``split``."""
         if split not in self._sets:
             self._load()
-            items = self.list_items(split)
-            self._sets[split] = ClipDataset(
-                items, self.transforms, self.sampler(), train=split == "train", name=f"{type(self).__name__} {split}",
+            self._sets[split] = self.dataset_class(
+                self.list_items(split), self.transforms, self.sampler(), train=split == "train", name=f"{type(self).__name__} {split}",
                 root=self.root, num_classes=self.num_classes, multilabel=self.multilabel, retrieval=self.retrieval,
-                max_bad_fraction=self.max_bad_fraction, seed=self.seed,
+                max_bad_fraction=self.max_bad_fraction, seed=self.seed, **self.dataset_kwargs(split),
             )
         return self._sets[split]  # type: ignore[return-value]
+
+    def remember_bad_files(self, paths: list[str]) -> None:
+        """Files known to be unreadable (a checkpoint's): never read again by this process's datasets."""
+        for dataset in self._sets.values():
+            if isinstance(dataset, SkipBadSamples):
+                dataset.remember_bad(paths)
 
     @property
     def train_set(self) -> ClipDataset:
@@ -327,18 +388,19 @@ class ClipDataModule(LightningDataModule):
     def modality_specs(self) -> dict[str, dict[str, Any]]:
         return {m: t.spec() for m, t in self.transforms.items()}
 
-    def _loader(self, dataset: Dataset, batch_size: int, train: bool, collate_fn: Callable | None = None) -> DataLoader:
-        return make_loader(dataset, batch_size, train, self.num_workers, collate_fn)
+    def collate_fn(self) -> Callable | None:
+        """How samples become batches (None: torch's default collate)."""
+        return None
 
     def train_dataloader(self) -> DataLoader:
         if self.shards:
             from versanet.data.shards import shard_loader
 
             return shard_loader(self, self.shards)
-        return self._loader(self.train_set, self.batch_size, train=True)
+        return make_loader(self.train_set, self.batch_size, True, self.num_workers, self.collate_fn(), seed=self.seed, progress=fit_progress(self))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.val_batch_size, train=False)
+        return make_loader(self.val_set, self.val_batch_size, False, self.num_workers, self.collate_fn())
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.val_batch_size, train=False)
+        return make_loader(self.test_set, self.val_batch_size, False, self.num_workers, self.collate_fn())

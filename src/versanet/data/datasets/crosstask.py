@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import default_collate
 
 from versanet.data.datasets.base import ClipDataModule, ClipDataset, FileIndex, VideoItem, read_lines
 from versanet.data.sampling import apply_transforms, per_second_starts
@@ -149,5 +149,5 @@ class CrossTaskDataModule(ClipDataModule):
             )
         return self._sets[split]
 
-    def _loader(self, dataset, batch_size: int, train: bool, collate_fn=None) -> DataLoader:  # noqa: ANN001
-        return super()._loader(dataset, batch_size, train, collate_fn=collate_videos)
+    def collate_fn(self):  # noqa: ANN201
+        return collate_videos

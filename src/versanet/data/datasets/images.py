@@ -1,4 +1,7 @@
-"""Image corpora for the deflated video networks: PASCAL VOC 2007 (multi-label, mAP) and ImageNet (class folders).
+"""Image corpora for the deflated video networks: class folders (ImageNet, any ImageFolder tree) and PASCAL VOC 2007 (multi-label, mAP).
+
+Still frames of a video corpus (e.g. the toy world) are images too:
+:class:`~versanet.data.captioned_video.VideoStillsDataModule` decodes them through the same transforms.
 
 A sample is ``{"image": float [3, crop, crop] in [0, 1], "mask": {"image": [1]}, "label", "index"}``
 (plus ``"difficult"`` multi-hot for VOC). Images are decoded with ``torchvision.io`` and go
@@ -20,6 +23,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from versanet.data.datasets.base import ClipDataModule, ClipDataset, VideoItem, hold_out, read_lines
+from versanet.data.failures import DataNotFound
 from versanet.data.sampling import apply_transforms
 from versanet.data.transforms import ModalityTransform, RawClip
 from versanet.data.video_io import MediaDecodeError, MediaSource
@@ -38,15 +42,17 @@ class ImageTransform(ModalityTransform):
 
     Train: ``RandomResizedCrop(crop, scale)`` and a horizontal flip; eval: short side ``resize``, centre ``crop``.
     ``value_range``: the output's range, ``(0, 1)`` by default; ``(-1, 1)`` for VATT (``2 x - 1``).
+    ``augment: false`` uses the eval path in training too (e.g. BN recalibration of a deflated network, which
+    compares the image network with the video network on the same deterministic view).
     """
 
     needs = frozenset({"frames"})
 
     def __init__(
         self, crop: int = 224, resize: int = 256, scale: tuple[float, float] = (0.08, 1.0), flip_prob: float = 0.5,
-        value_range: tuple[float, float] = (0.0, 1.0),
+        value_range: tuple[float, float] = (0.0, 1.0), augment: bool = True,
     ) -> None:
-        self.crop, self.resize = crop, resize
+        self.crop, self.resize, self.augment = crop, resize, augment
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.train_ops = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.RandomResizedCrop(crop, scale=scale, antialias=True), v2.RandomHorizontalFlip(flip_prob)])
         self.eval_ops = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
@@ -57,7 +63,7 @@ class ImageTransform(ModalityTransform):
     def __call__(self, clip: RawClip) -> tuple[Tensor, Tensor]:
         """-> ``[3, crop, crop]``, mask ``[1]``."""
         image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(clip.frames[0])).permute(2, 0, 1))
-        out = (self.train_ops if clip.train else self.eval_ops)(image).as_subclass(Tensor).contiguous()
+        out = (self.train_ops if clip.train and self.augment else self.eval_ops)(image).as_subclass(Tensor).contiguous()
         lo, hi = self.value_range
         if (lo, hi) != (0.0, 1.0):
             out = out * (hi - lo) + lo
@@ -95,17 +101,10 @@ class ImageDataset(ClipDataset):
 class _ImageDataModule(ClipDataModule):
     """Image data modules: default transform ``{"image": ImageTransform()}``."""
 
+    dataset_class = ImageDataset
+
     def __init__(self, root: str, transforms: dict[str, ModalityTransform] | None = None, **kwargs) -> None:
         super().__init__(root, transforms or {"image": ImageTransform()}, **kwargs)
-
-    def dataset(self, split: str) -> ClipDataset:
-        if split not in self._sets:
-            self._load()
-            self._sets[split] = ImageDataset(
-                self.list_items(split), self.transforms, self.sampler(), train=split == "train", name=f"{type(self).__name__} {split}",
-                root=self.root, num_classes=self.num_classes, multilabel=self.multilabel, max_bad_fraction=self.max_bad_fraction, seed=self.seed,
-            )
-        return self._sets[split]  # type: ignore[return-value]
 
 
 @register("dataset")
@@ -153,11 +152,11 @@ class VOC2007DataModule(_ImageDataModule):
 
 
 @register("dataset")
-class ImageNetDataModule(_ImageDataModule):
-    """ImageNet (class folders): ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``; classes sorted by folder name.
+class ImageFolderDataModule(_ImageDataModule):
+    """Images in class folders (torchvision's ImageFolder layout): ``<train_dir>/<class>/*.jpg|png|...`` and ``<val_dir>/<class>/...``.
 
-    ``test`` and ``val`` = the official validation set (test labels are not public) unless
-    ``val_fraction > 0``, which holds out that fraction of the training images as ``val``.
+    Classes are the training folder's subfolders, sorted by name. ``test`` and ``val`` = ``val_dir``
+    unless ``val_fraction > 0``, which holds out that fraction of the training images as ``val``.
     """
 
     def __init__(self, root: str, transforms: dict[str, ModalityTransform] | None = None, train_dir: str = "train", val_dir: str = "val", val_fraction: float = 0.0, **kwargs) -> None:
@@ -167,7 +166,7 @@ class ImageNetDataModule(_ImageDataModule):
     def read_metadata(self) -> None:
         folder = self.root / self.train_dir
         if not folder.is_dir():
-            raise FileNotFoundError(f"ImageNet training folder not found: {folder}")
+            raise DataNotFound(f"{type(self).__name__}: training folder not found: {folder} (set --data.init_args.train_dir)")
         self.class_names = sorted(p.name for p in folder.iterdir() if p.is_dir())
 
     def _folder(self, name: str) -> list[VideoItem]:
@@ -183,3 +182,12 @@ class ImageNetDataModule(_ImageDataModule):
             return self._folder(self.val_dir)
         train, held = hold_out(self._folder(self.train_dir), self.val_fraction, lambda it: it.key, self.seed)
         return train if split == "train" else held
+
+
+@register("dataset")
+class ImageNetDataModule(ImageFolderDataModule):
+    """ImageNet (class folders): ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``; classes sorted by folder name.
+
+    ``test`` and ``val`` = the official validation set (test labels are not public) unless
+    ``val_fraction > 0``, which holds out that fraction of the training images as ``val``.
+    """

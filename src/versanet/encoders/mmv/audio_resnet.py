@@ -8,7 +8,8 @@ Shape legend: N clips, T mel frames, F mel bins, C channels, t/f feature-map siz
 weights). The front end is :class:`versanet.data.transforms.LogMelTransform`; :func:`dmvr_logmel`
 returns it with MMV's dmvr preset (48 kHz, n_fft = window 2048, hop 1024, 80 bins, 80-7600 Hz,
 ``log(mel + 1e-6)``). 3.2 s of 48 kHz audio (153,600 samples) gives ``[1, 151, 80]`` with torchaudio's
-centred frames (1 + 153600 // 1024; dmvr's ``tf.signal.stft(pad_end=True)`` gives 150).
+centred frames (1 + 153600 // 1024; dmvr's ``tf.signal.stft(pad_end=True)`` gives 150). Converted MMV
+checkpoints use :class:`versanet.data.dmvr_audio.DmvrLogMel`, dmvr's front end exactly (150 frames).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ import torch
 from torch import Tensor
 
 from versanet.encoders.base import FeatureMapEncoder
-from versanet.encoders.mmv.tsm_resnet import RESNET50_LAYERS, RESNET_CHANNELS, resnetv2
+from versanet.encoders.mmv.tsm_resnet import RESNET50_LAYERS, RESNET_CHANNELS, Padding, resnetv2, resnetv2_state_dict_from_mmv
 from versanet.registry import register
 
 if TYPE_CHECKING:
     from versanet.data.transforms import LogMelTransform
+    from versanet.weights.layout import NamedParams
 
-# MMV's dmvr audio preset, as LogMelTransform arguments (SPEC section 3).
+# MMV's dmvr audio preset, as LogMelTransform arguments (docs/method.md, "Backbones").
 DMVR_LOGMEL: dict[str, Any] = {
     "sample_rate": 48000,
     "n_fft": 2048,
@@ -58,6 +60,8 @@ class AudioResNet50(FeatureMapEncoder):
         grad_checkpointing: recompute each block in backward (timm ``set_grad_checkpointing``).
         channels_last: run in ``torch.channels_last`` memory format (often faster with oneDNN / cuDNN).
         drop_path_rate: stochastic depth (timm), 0 as in MMV.
+        padding: ``"symmetric"`` or ``"tf_same"`` (MMV's released weights: TF "SAME" in the stem conv and
+            max-pool and the 3x3/2 convs, see :mod:`versanet.encoders.mmv.tsm_resnet`).
     """
 
     input_ndim = 3
@@ -72,9 +76,10 @@ class AudioResNet50(FeatureMapEncoder):
         grad_checkpointing: bool = False,
         channels_last: bool = False,
         drop_path_rate: float = 0.0,
+        padding: Padding = "symmetric",
         modality: str = "audio",
     ) -> None:
-        backbone = resnetv2(layers, channels, width_factor, stem_chs, in_chans=1, drop_path_rate=drop_path_rate)
+        backbone = resnetv2(layers, channels, width_factor, stem_chs, in_chans=1, drop_path_rate=drop_path_rate, padding=padding)
         super().__init__(modality, backbone.num_features)
         self.backbone = backbone
         self.channels_last = channels_last
@@ -99,3 +104,11 @@ class AudioResNet50(FeatureMapEncoder):
 
     def example_input(self, batch_size: int) -> Tensor:
         return torch.randn(batch_size, 1, 32, 32)
+
+
+# ---------------------------------------------------------------------------- published weights
+def audio_resnet_state_dict_from_mmv(params: "NamedParams", layers: Sequence[int] = RESNET50_LAYERS) -> dict[str, Tensor]:
+    """MMV's audio ResNet-v2 (Haiku ``ResNetV2`` named ``res_net_v2``: ``initial_conv``, ``block_group_{i}/block_{j}/...``,
+    ``batch_norm``) -> :class:`AudioResNet50` keys. For ``AudioResNet50(padding="tf_same")`` on dmvr's log-mel
+    (:class:`~versanet.data.dmvr_audio.DmvrLogMel`): MMV's ``[B, T, F, 1]`` is versanet's ``[B, 1, T, F]``."""
+    return resnetv2_state_dict_from_mmv(params, layers, "res_net_v2/initial_conv", "block_group", "res_net_v2/batch_norm")

@@ -13,6 +13,17 @@ folded into the batch, clip-major (frame ``t`` of clip ``n`` is row ``n * T + t`
     [N, 3, T, H, W] -> [(N T), 3, H, W] -> ResNetV2 with shifts -> [(N T), C, h, w]
     -> mean over h, w -> [N, T, C] -> mean over T -> [N, C]
 
+Padding: ``"symmetric"`` (default) is timm's (``k // 2`` on both sides, max-pool padded by 1);
+``"tf_same"`` is TF/Haiku "SAME", which MMV's released networks were trained with: asymmetric for
+the stride-2 layers (stem 7x7/2 -> (2, 3), stem max-pool 3x3/2 -> (0, 1) with -inf, and the 3x3/2
+conv of stages 1-3 -> (0, 1) at even sizes), timm's ``stem_type="same"`` with
+``create_conv2d(padding="same")`` (``Conv2dSame`` / ``MaxPool2dSame``), same state dict keys.
+
+MMV's shift concatenates [last n channels from t+1, middle, first n from t-1], i.e. the two shifted
+groups change places in channel order; versanet keeps the order. The two are the same network up to
+a permutation of each block's ``conv1`` input channels, which the converter applies
+(:func:`mmv_tsm_state_dict`), so a converted model computes MMV's outputs.
+
 The number of frames is taken from the input at each ``forward`` and stored on every
 :class:`TemporalShift` (``num_frames``) for that forward. With gradient checkpointing the blocks
 are re-run during ``backward`` and read it again, so run ``backward`` before the next forward with a
@@ -21,7 +32,8 @@ different T (the usual training loop does).
 
 from __future__ import annotations
 
-from typing import Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
 from einops import rearrange
@@ -32,8 +44,12 @@ from torch import Tensor, nn
 from versanet.encoders.base import FeatureMapEncoder
 from versanet.registry import register
 
+if TYPE_CHECKING:
+    from versanet.weights.layout import NamedParams
+
 RESNET50_LAYERS = (3, 4, 6, 3)
 RESNET_CHANNELS = (256, 512, 1024, 2048)
+Padding = Literal["symmetric", "tf_same"]
 
 
 def resnetv2(
@@ -43,12 +59,17 @@ def resnetv2(
     stem_chs: int = 64,
     in_chans: int = 3,
     drop_path_rate: float = 0.0,
+    padding: Padding = "symmetric",
 ) -> ResNetV2:
     """timm ``ResNetV2`` with BatchNorm+ReLU and plain convs (as ``resnetv2_50``), no classifier.
 
     timm's class default is GroupNorm + weight-standardised convs (BiT); MMV's networks use
     BatchNorm, which is what ``norm_layer=BatchNormAct2d, conv_layer=create_conv2d`` gives.
+    ``padding="tf_same"``: TF "SAME" everywhere (timm's ``stem_type="same"``, ``padding="same"`` convs).
     """
+    if padding not in ("symmetric", "tf_same"):
+        raise ValueError(f"padding must be 'symmetric' or 'tf_same', got {padding!r}")
+    same = padding == "tf_same"
     return ResNetV2(
         layers=list(layers),
         channels=tuple(channels),
@@ -58,7 +79,8 @@ def resnetv2(
         stem_chs=stem_chs,
         act_layer=nn.ReLU,
         norm_layer=BatchNormAct2d,
-        conv_layer=create_conv2d,
+        conv_layer=partial(create_conv2d, padding="same") if same else create_conv2d,
+        stem_type="same" if same else "",
         drop_path_rate=drop_path_rate,
     )
 
@@ -161,6 +183,7 @@ class TSMResNet(FeatureMapEncoder):
         channels_last: run the 2D network in ``torch.channels_last`` memory format (often faster on
             CPU with oneDNN and on GPUs with tensor cores; the result is the same up to rounding).
         drop_path_rate: stochastic depth (timm), 0 as in MMV.
+        padding: ``"symmetric"`` or ``"tf_same"`` (MMV's released weights; see the module docstring).
     """
 
     input_ndim = 4
@@ -176,10 +199,12 @@ class TSMResNet(FeatureMapEncoder):
         grad_checkpointing: bool = False,
         channels_last: bool = False,
         drop_path_rate: float = 0.0,
+        padding: Padding = "symmetric",
         modality: str = "video",
     ) -> None:
         backbone = add_temporal_shift(
-            resnetv2(layers, channels, width_factor, stem_chs, in_chans=3, drop_path_rate=drop_path_rate), shift_fraction
+            resnetv2(layers, channels, width_factor, stem_chs, in_chans=3, drop_path_rate=drop_path_rate, padding=padding),
+            shift_fraction,
         )
         super().__init__(modality, backbone.num_features)
         self.backbone = backbone
@@ -230,16 +255,49 @@ class TSMResNet50(TSMResNet):
 class TSMResNet50x2(TSMResNet):
     """MMV's TSM-ResNet50x2: every width doubled, ``[N, 3, T, H, W]`` -> 4096 (93,891,712 params)."""
 
-    def __init__(
-        self,
-        layers: Sequence[int] = RESNET50_LAYERS,
-        channels: Sequence[int] = RESNET_CHANNELS,
-        width_factor: int = 2,
-        stem_chs: int = 64,
-        shift_fraction: float = 1 / 8,
-        grad_checkpointing: bool = False,
-        channels_last: bool = False,
-        drop_path_rate: float = 0.0,
-        modality: str = "video",
-    ) -> None:
-        super().__init__(layers, channels, width_factor, stem_chs, shift_fraction, grad_checkpointing, channels_last, drop_path_rate, modality)
+    def __init__(self, width_factor: int = 2, **kwargs: Any) -> None:
+        super().__init__(width_factor=width_factor, **kwargs)
+
+
+# ---------------------------------------------------------------------------- published weights
+def resnetv2_state_dict_from_mmv(
+    params: "NamedParams",
+    layers: Sequence[int],
+    stem: str,
+    unit: str,
+    final_norm: str,
+    shift_fraction: float | None = None,
+    prefix: str = "backbone.",
+) -> dict[str, Tensor]:
+    """MMV's ResNet-v2 (Haiku ``TSMResNetV2`` or ``ResNetV2``, or their TF export) -> timm ``ResNetV2`` keys.
+
+    Each block ``{unit}_{i}/block_{j}`` has ``batch_norm`` (pre-activation), ``conv_0``, ``batch_norm_1``,
+    ``conv_1`` (the 3x3, strided), ``batch_norm_2``, ``conv_2`` and, in the first block of a unit,
+    ``shortcut_conv``; ``stem`` is the 7x7 conv and ``final_norm`` the last BN. With ``shift_fraction``
+    (TSM) each ``conv_0``'s input channels are permuted to versanet's shift order
+    (:func:`~versanet.weights.layout.swap_shifted_channels`).
+    """
+    from versanet.weights.layout import swap_shifted_channels
+
+    out = {f"{prefix}stem.conv.weight": params.conv(stem)}
+    for i, depth in enumerate(layers):
+        for j in range(depth):
+            src, dst = f"{unit}_{i}/block_{j}", f"{prefix}stages.{i}.blocks.{j}"
+            conv1 = params.conv(f"{src}/conv_0")
+            if shift_fraction is not None:
+                conv1 = swap_shifted_channels(conv1, shift_fraction)
+            out[f"{dst}.conv1.weight"] = conv1
+            out[f"{dst}.conv2.weight"] = params.conv(f"{src}/conv_1")
+            out[f"{dst}.conv3.weight"] = params.conv(f"{src}/conv_2")
+            for k, norm in enumerate(("norm1", "norm2", "norm3")):
+                out.update(params.batch_norm(f"{src}/batch_norm" + (f"_{k}" if k else ""), f"{dst}.{norm}"))
+            if j == 0:
+                out[f"{dst}.downsample.conv.weight"] = params.conv(f"{src}/shortcut_conv")
+    out.update(params.batch_norm(final_norm, f"{prefix}norm"))
+    return out
+
+
+def tsm_state_dict_from_mmv(params: "NamedParams", layers: Sequence[int] = RESNET50_LAYERS, shift_fraction: float = 1 / 8) -> dict[str, Tensor]:
+    """MMV's TSM-ResNet (``TSMResNetV2/tsm_resnet_stem``, ``tsm_resnet_unit_{i}/block_{j}/...``) -> :class:`TSMResNet` keys,
+    the shift's channel order converted (see the module docstring). For ``TSMResNet50(padding="tf_same")``."""
+    return resnetv2_state_dict_from_mmv(params, layers, "tsm_resnet_stem", "tsm_resnet_unit", "TSMResNetV2/batch_norm", shift_fraction)
