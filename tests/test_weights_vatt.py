@@ -389,3 +389,22 @@ def test_vatt_tf_refuses_a_missing_or_an_unexpected_variable(checkpoints: dict, 
     finally:
         (tmp_path / "vocab.txt").rename(checkpoints["bbs"][1].parent / "howto100m_en.txt")
     assert not any(tmp_path.glob("*.ckpt"))
+
+
+def test_a_converted_vatt_runs_zero_shot_msrvtt_retrieval(
+    checkpoints: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/weights.md's VATT command on a miniature MSR-VTT: the checkpoint alone gives the model and the vocabulary."""
+    from fixtures_data import MediaCache, make_msrvtt
+
+    out = tmp_path / "vatt_bbs.ckpt"
+    main(["weights", "convert", "--from", "vatt_tf", str(checkpoints["bbs"][1]), str(out), "--vocab", str(checkpoints["bbs"][1].parent / "howto100m_en.txt")])
+    make_msrvtt(tmp_path / "msrvtt", MediaCache(tmp_path / "_media"))
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    transforms = ("{video: {class_path: VideoClipTransform, init_args: {crop: 16, resize: 16, value_range: [-1, 1]}}, "  # a 4 x 4 grid: tables resampled
+                  f"text: {{class_path: VocabularyTokenize, init_args: {{checkpoint: {out}}}}}}}")
+    main(["test", "--config", str(repo / "configs/data/msrvtt.yaml"), "--config", str(repo / "configs/benchmarks/zeroshot.yaml"),
+          "--model.init_args.checkpoint", str(out), "--data.init_args.root", str(tmp_path / "msrvtt"), "--data.init_args.transforms", transforms,
+          "--data.init_args.num_frames=4", "--data.init_args.eval_clips=1", "--data.init_args.num_workers=0", "--trainer.enable_progress_bar=false"])
+    assert "test/text_to_video/R@1" in capsys.readouterr().out
