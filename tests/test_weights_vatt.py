@@ -328,6 +328,16 @@ def ma_reference(w: Weights, video: np.ndarray, audio: np.ndarray, ids: np.ndarr
 
 
 # ----------------------------------------------------------------------------- tests
+def test_t5_buckets_match_vatt_at_its_sizes() -> None:
+    """VATT's 32 buckets up to distance 64, on its 17 text tokens and on sequences long enough to reach the log range."""
+    from versanet.encoders.vatt.transformer import relative_position_bucket
+
+    for length in (17, 150):
+        position = torch.arange(length)
+        ours = relative_position_bucket(position[None, :] - position[:, None], 32, 64).numpy()
+        np.testing.assert_array_equal(ours, t5_buckets(length, 32, 64))
+
+
 def _inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(7)
     video = rng.uniform(-1, 1, (2, PATCH[0] * GRID[0], PATCH[1] * GRID[1], PATCH[2] * GRID[2], 3))  # [B, T, H, W, 3] as TF reads it

@@ -230,15 +230,15 @@ def vatt_model_config(params: NamedParams) -> dict:
     unified = params.has(f"{UT}/tx/layers/0/mha/q", "w")
     if unified:
         size = _size_args(params, f"{UT}/tx", "mha")
-        shared = {"trunk": "shared", "post_projection": params.shape(f"{UT}/post_proj/video", "w")[-1]}
+        shared = {m: {"trunk": "shared", "post_projection": params.shape(f"{UT}/post_proj/{m}", "w")[-1]} for m in ("video", "audio", "text")}
         video = _media_args(params, f"{UT}/raw_to_embeddings/video", f"{UT}/pos_embedding_lookup/video", ("temporal", "vertical", "horizontal"))
         audio = _media_args(params, f"{UT}/raw_to_embeddings/audio", f"{UT}/pos_embedding_lookup/audio", ("temporal",))
         table = params.shape(f"{UT}/raw_to_embeddings/text", "embeddings")
         text = {"max_tokens": params.shape(f"{UT}/pos_embedding_lookup/text/temporal_position_embeddings", "embeddings")[0]}
         encoders = {
-            "video": size | shared | video | {"pre_projection": True},
-            "audio": size | shared | audio | {"pre_projection": True},
-            "text": size | shared | text | {"vocab_size": table[0], "embed_dim": table[1]},
+            "video": size | shared["video"] | video | {"pre_projection": True},
+            "audio": size | shared["audio"] | audio | {"pre_projection": True},
+            "text": size | shared["text"] | text | {"vocab_size": table[0], "embed_dim": table[1]},
         }
         trunks = {"shared": {"class_path": f"{ENCODERS}.VATTTrunk", "init_args": size}}
     else:
