@@ -22,7 +22,7 @@ from scipy.special import erf
 
 from versanet.checkpoint import load_pretrained
 from versanet.cli import main
-from versanet.weights.layout import ConversionError
+from versanet.weights.layout import ConversionError, NamedParams
 
 if importlib.util.find_spec("tensorflow") is None:  # the fixtures are written with TensorFlow (the `test` extra)
     pytest.skip("writing TF checkpoints needs tensorflow", allow_module_level=True)
@@ -79,71 +79,86 @@ class Weights(dict):
             self.add(f"{root}/{axis}_position_embeddings/embeddings", buckets, d)
         self.layer_norm(f"{root}/layernorm", d)
 
-    def fac(self, d_video: int, d_audio: int, d_text: int) -> None:
-        self.dense(HEAD + "vid_to_hid", d_video, VA, bias=False)
-        self.batch_norm(HEAD + "hid_to_va/pre_bn", VA)
-        self.dense(HEAD + "hid_to_va/dense", VA, VA, bias=False)
-        self.batch_norm(HEAD + "hid_to_va/bn", VA)
-        self.dense(HEAD + "va_to_vat/dense", VA, VAT, bias=False)
-        self.batch_norm(HEAD + "va_to_vat/bn", VAT)
-        self.dense(HEAD + "aud_to_va", d_audio, VA)
-        self.dense(HEAD + "txt_to_vat", d_text, VAT)
+    def fac(self, d_video: int, d_audio: int, d_text: int, va: int = VA, vat: int = VAT) -> None:
+        self.dense(HEAD + "vid_to_hid", d_video, va, bias=False)
+        self.batch_norm(HEAD + "hid_to_va/pre_bn", va)
+        self.dense(HEAD + "hid_to_va/dense", va, va, bias=False)
+        self.batch_norm(HEAD + "hid_to_va/bn", va)
+        self.dense(HEAD + "va_to_vat/dense", va, vat, bias=False)
+        self.batch_norm(HEAD + "va_to_vat/bn", vat)
+        self.dense(HEAD + "aud_to_va", d_audio, va)
+        self.dense(HEAD + "txt_to_vat", d_text, vat)
+
+
+class Shapes(Weights):
+    """The same layouts as zero-stride arrays: VATT's real sizes without the memory."""
+
+    def add(self, path: str, *shape: int, positive: bool = False) -> None:
+        self[path] = np.broadcast_to(np.float32(0.0), shape)
 
 
 T5 = {"layers": 2, "d": 16, "heads": 2, "d_kv": 8, "d_ff": 20, "buckets": 8}
+# (layers, d_model, heads x d_kv, d_ff) of each Transformer; tokeniser and positional sizes; heads
+TINY = {"video": (2, 32, 128, 48), "audio": (1, 24, 64, 40), "patch": PATCH, "grid": GRID, "wave": (WAVE_PATCH, WAVE_BUCKETS),
+        "vocab": VOCAB, "embed": EMBED, "t5": T5, "words": WORDS, "va": VA, "vat": VAT, "post": 20}
+BBS = {"video": (12, 768, 768, 3072), "audio": (12, 768, 768, 3072), "patch": (4, 16, 16), "grid": (8, 14, 14), "wave": (128, 1200),
+       "vocab": 2**16, "embed": 300, "t5": {"layers": 6, "d": 512, "heads": 8, "d_kv": 64, "d_ff": 2048, "buckets": 32}, "va": 512, "vat": 256}
+MA = BBS | {"video": (12, 1024, 1024, 4096), "words": 16, "post": 1024}
 
 
-def bbs_fixture() -> Weights:
-    """A modality-specific VATT: video 2 layers x 32 wide (2 heads of 64), audio 1 x 24 (1 head), text T5 2 x 16 (2 heads of 8)."""
-    w = Weights(0)
-    w.add(VIDEO + "voxel_to_patch/kernel", *PATCH, 3, 32)
-    w.add(VIDEO + "voxel_to_patch/bias", 32)
-    w.positions(VIDEO + "pos_embedding_lookup", 32, temporal=GRID[0], vertical=GRID[1], horizontal=GRID[2])
-    w.add(VIDEO + "agg_embedding", 32)
-    w.vit(VIDEO + "tx", 2, 32, 128, 48)
-    w.add(AUDIO + "wave_to_patch/kernel", WAVE_PATCH, 1, 24)
-    w.add(AUDIO + "wave_to_patch/bias", 24)
-    w.positions(AUDIO + "pos_embedding_lookup", 24, temporal=WAVE_BUCKETS)
-    w.add(AUDIO + "agg_embedding", 24)
-    w.vit(AUDIO + "tx", 1, 24, 64, 40)
-    w.add(TEXT + "embedding/embeddings", VOCAB, EMBED)
-    w.add(TEXT + "agg_embedding", EMBED)
-    w.dense(TEXT + "pre_proj", EMBED, T5["d"], bias=False)
-    inner = T5["heads"] * T5["d_kv"]
-    for i in range(T5["layers"]):
+def bbs_fixture(w: Weights | None = None, s: dict = TINY) -> Weights:
+    """A modality-specific VATT: at TINY, video 2 layers x 32 wide (2 heads of 64), audio 1 x 24 (1 head), text T5 2 x 16 (2 heads of 8)."""
+    w = Weights(0) if w is None else w
+    video, audio, t5 = s["video"], s["audio"], s["t5"]
+    w.add(VIDEO + "voxel_to_patch/kernel", *s["patch"], 3, video[1])
+    w.add(VIDEO + "voxel_to_patch/bias", video[1])
+    w.positions(VIDEO + "pos_embedding_lookup", video[1], temporal=s["grid"][0], vertical=s["grid"][1], horizontal=s["grid"][2])
+    w.add(VIDEO + "agg_embedding", video[1])
+    w.vit(VIDEO + "tx", *video)
+    w.add(AUDIO + "wave_to_patch/kernel", s["wave"][0], 1, audio[1])
+    w.add(AUDIO + "wave_to_patch/bias", audio[1])
+    w.positions(AUDIO + "pos_embedding_lookup", audio[1], temporal=s["wave"][1])
+    w.add(AUDIO + "agg_embedding", audio[1])
+    w.vit(AUDIO + "tx", *audio)
+    w.add(TEXT + "embedding/embeddings", s["vocab"], s["embed"])
+    w.add(TEXT + "agg_embedding", s["embed"])
+    w.dense(TEXT + "pre_proj", s["embed"], t5["d"], bias=False)
+    inner = t5["heads"] * t5["d_kv"]
+    for i in range(t5["layers"]):
         layer = f"{TEXT}base_lm/layers/{i}"
-        w.add(f"{layer}/self_attention/layer_norm/weight", T5["d"], positive=True)
+        w.add(f"{layer}/self_attention/layer_norm/weight", t5["d"], positive=True)
         for name in "qkv":
-            w.dense(f"{layer}/self_attention/attention/{name}", T5["d"], inner, bias=False)
-        w.dense(f"{layer}/self_attention/attention/o", inner, T5["d"], bias=False)
-        w.layer_norm(f"{layer}/feed_forward/layer_norm", T5["d"])
-        w.dense(f"{layer}/feed_forward/mlp/wi", T5["d"], T5["d_ff"], bias=False)
-        w.dense(f"{layer}/feed_forward/mlp/wo", T5["d_ff"], T5["d"], bias=False)
-    w.add(f"{TEXT}base_lm/layers/0/self_attention/attention/relative_attention_bias/embeddings", T5["buckets"], T5["heads"])
-    w.add(f"{TEXT}base_lm/final_layer_norm/weight", T5["d"], positive=True)
-    w.fac(32, 24, T5["d"])
+            w.dense(f"{layer}/self_attention/attention/{name}", t5["d"], inner, bias=False)
+        w.dense(f"{layer}/self_attention/attention/o", inner, t5["d"], bias=False)
+        w.layer_norm(f"{layer}/feed_forward/layer_norm", t5["d"])
+        w.dense(f"{layer}/feed_forward/mlp/wi", t5["d"], t5["d_ff"], bias=False)
+        w.dense(f"{layer}/feed_forward/mlp/wo", t5["d_ff"], t5["d"], bias=False)
+    w.add(f"{TEXT}base_lm/layers/0/self_attention/attention/relative_attention_bias/embeddings", t5["buckets"], t5["heads"])
+    w.add(f"{TEXT}base_lm/final_layer_norm/weight", t5["d"], positive=True)
+    w.fac(video[1], audio[1], t5["d"], s["va"], s["vat"])
     w["optimizer/iter"] = np.array(500000, np.int64)  # bookkeeping: skipped
     return w
 
 
-def ma_fixture() -> Weights:
-    """VATT-MA: one Transformer (2 layers x 32, 2 heads of 64), per-modality tokenisers and projections (post 20)."""
-    w = Weights(1)
-    w.vit(UT + "tx", 2, 32, 128, 48)
-    w.add(UT + "raw_to_embeddings/video/kernel", *PATCH, 3, 32)
-    w.add(UT + "raw_to_embeddings/video/bias", 32)
-    w.add(UT + "raw_to_embeddings/audio/kernel", WAVE_PATCH, 1, 32)
-    w.add(UT + "raw_to_embeddings/audio/bias", 32)
-    w.add(UT + "raw_to_embeddings/text/embeddings", VOCAB, EMBED)
-    w.positions(UT + "pos_embedding_lookup/video", 32, temporal=GRID[0], vertical=GRID[1], horizontal=GRID[2])
-    w.positions(UT + "pos_embedding_lookup/audio", 32, temporal=WAVE_BUCKETS)
-    w.positions(UT + "pos_embedding_lookup/text", 32, temporal=WORDS)
-    for modality, d_in in (("video", 32), ("audio", 32), ("text", EMBED)):
-        w.dense(f"{UT}pre_proj/{modality}", d_in, 32)
-        w.dense(f"{UT}post_proj/{modality}", 32, 20)
+def ma_fixture(w: Weights | None = None, s: dict = TINY) -> Weights:
+    """VATT-MA: one Transformer (the ``video`` sizes), per-modality tokenisers and projections (``post`` wide)."""
+    w = Weights(1) if w is None else w
+    d, post = s["video"][1], s["post"]
+    w.vit(UT + "tx", *s["video"])
+    w.add(UT + "raw_to_embeddings/video/kernel", *s["patch"], 3, d)
+    w.add(UT + "raw_to_embeddings/video/bias", d)
+    w.add(UT + "raw_to_embeddings/audio/kernel", s["wave"][0], 1, d)
+    w.add(UT + "raw_to_embeddings/audio/bias", d)
+    w.add(UT + "raw_to_embeddings/text/embeddings", s["vocab"], s["embed"])
+    w.positions(UT + "pos_embedding_lookup/video", d, temporal=s["grid"][0], vertical=s["grid"][1], horizontal=s["grid"][2])
+    w.positions(UT + "pos_embedding_lookup/audio", d, temporal=s["wave"][1])
+    w.positions(UT + "pos_embedding_lookup/text", d, temporal=s["words"])
+    for modality, d_in in (("video", d), ("audio", d), ("text", s["embed"])):
+        w.dense(f"{UT}pre_proj/{modality}", d_in, d)
+        w.dense(f"{UT}post_proj/{modality}", d, post)
     for short in ("vid", "aud", "txt"):
-        w.add(f"{UT}{short}_agg_embedding", 32)
-    w.fac(20, 20, 20)
+        w.add(f"{UT}{short}_agg_embedding", d)
+    w.fac(post, post, post, s["va"], s["vat"])
     return w
 
 
@@ -328,6 +343,27 @@ def ma_reference(w: Weights, video: np.ndarray, audio: np.ndarray, ids: np.ndarr
 
 
 # ----------------------------------------------------------------------------- tests
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")  # the zero-stride shapes are read-only, and only read
+def test_the_released_sizes_map_to_vatt_presets_with_the_papers_parameter_counts() -> None:
+    """VATT's checkpoint layouts at BBS and VATT-MA-Medium sizes (shapes only): the converter picks the size presets,
+    and the checkpoint's trainable variables per tower add up to versanet's BBS parameter counts."""
+    from versanet.weights.vatt import vatt_model_config
+
+    bbs = bbs_fixture(Shapes(0), BBS)
+    encoders = vatt_model_config(NamedParams(bbs))["encoders"]
+    assert encoders["video"]["init_args"] == {"size": "base", "patch_size": [4, 16, 16], "max_buckets": [8, 14, 14], "droptoken_rate": 0.5}
+    assert encoders["audio"]["init_args"] == {"size": "base", "patch_size": 128, "max_buckets": 1200, "droptoken_rate": 0.5}
+    assert encoders["text"]["init_args"] == {"size": "small", "vocab_size": 2**16, "embed_dim": 300, "num_relative_buckets": 32, "max_relative_distance": 64}
+    count = lambda prefix: sum(v.size for k, v in bbs.items() if k.startswith(prefix) and not k.endswith(("embedding/embeddings", "moving_mean", "moving_variance")))  # noqa: E731
+    assert (count(VIDEO), count(AUDIO), count(TEXT), count(HEAD)) == (87_446_016, 86_078_976, 19_038_252, 1_314_048)
+
+    config = vatt_model_config(NamedParams(ma_fixture(Shapes(1), MA)))
+    assert config["trunks"] == {"shared": {"class_path": "versanet.encoders.vatt.VATTTrunk", "init_args": {"size": "medium"}}}
+    text = config["encoders"]["text"]["init_args"]
+    assert text == {"size": "medium", "trunk": "shared", "post_projection": 1024, "max_tokens": 16, "vocab_size": 2**16, "embed_dim": 300}
+    assert config["encoders"]["video"]["init_args"]["pre_projection"] is True
+
+
 def test_t5_buckets_match_vatt_at_its_sizes() -> None:
     """VATT's 32 buckets up to distance 64, on its 17 text tokens and on sequences long enough to reach the log range."""
     from versanet.encoders.vatt.transformer import relative_position_bucket
