@@ -438,7 +438,7 @@ def test_vatt_tf_refuses_a_missing_or_an_unexpected_variable(checkpoints: dict, 
 
 
 def test_a_converted_vatt_runs_zero_shot_msrvtt_retrieval(
-    checkpoints: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    checkpoints: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cli_single_thread: None,
 ) -> None:
     """docs/weights.md's VATT command on a miniature MSR-VTT: the checkpoint alone gives the model and the vocabulary."""
     from fixtures_data import MediaCache, make_msrvtt
