@@ -169,13 +169,19 @@ def read_index(index_path: str | Path) -> dict[str, BundleEntry | dict[int, int]
 
 # ----------------------------------------------------------------------------- tensors
 def _resolve_prefix(path: str | Path) -> Path:
-    """A checkpoint prefix from a prefix, its ``.index`` file, or a SavedModel directory."""
+    """A checkpoint prefix from a prefix, its ``.index`` file, a SavedModel directory or a directory holding one checkpoint."""
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "variables" / "variables", path / "variables"):
             if candidate.with_name(candidate.name + ".index").is_file():
                 return candidate
-        raise TFCheckpointError(f"{path} is a directory without variables/variables.index (not a SavedModel)")
+        indexes = sorted(path.glob("*.index"))
+        if len(indexes) == 1:  # a training run's folder with one checkpoint (ckpt-500000.index)
+            return indexes[0].with_suffix("")
+        raise TFCheckpointError(
+            f"{path} is a directory without variables/variables.index (not a SavedModel) and with {len(indexes)} "
+            "checkpoint .index files (give the one to read)"
+        )
     if path.suffix == ".index":
         return path.with_suffix("")
     if path.with_name(path.name + ".index").is_file():
