@@ -132,6 +132,12 @@ COVERAGE: dict[str, Run | Elsewhere] = {
         "tests/test_weights.py::test_mmv_tfhub_saved_model_converts (a SavedModel needs TensorFlow to write)"),
     "versanet weights convert --from mmv_haiku_npz mmv_s3d.npz mmv_s3d.ckpt --vocab vocab.txt": Elsewhere(
         "tests/test_weights.py::test_mmv_haiku_npz_converts (S3D-G, TSM-50 and TSM-50x2 in Haiku's names)"),
+    "versanet weights convert --from vatt_tf tx_fac_bbs/ckpt-500000.index vatt_bbs.ckpt --vocab howto100m_en.txt": Elsewhere(
+        "tests/test_weights_vatt.py::test_vatt_tf_converts_and_matches_the_tf_computation (TF checkpoints need TensorFlow to write)"),
+    "versanet test --config configs/data/msrvtt.yaml --config configs/benchmarks/zeroshot.yaml --model.init_args.checkpoint vatt_bbs.ckpt "
+    "--data.init_args.root data/msrvtt --data.init_args.transforms '{video: {class_path: VideoClipTransform, init_args: {crop: 224, resize: 224, "
+    "value_range: [-1, 1]}}, text: {class_path: VocabularyTokenize, init_args: {checkpoint: vatt_bbs.ckpt}}}'": Elsewhere(
+        "tests/test_weights_vatt.py::test_a_converted_vatt_runs_zero_shot_msrvtt_retrieval (the same command on a converted TF fixture)"),
     "versanet test --config configs/data/msrvtt.yaml --config configs/benchmarks/zeroshot.yaml --model.init_args.checkpoint milnce_s3d.ckpt "
     "--data.init_args.root data/msrvtt --data.init_args.transforms '{video: {class_path: VideoClipTransform, init_args: {crop: 224, resize: 224}}, "
     "text: {class_path: VocabularyTokenize, init_args: {checkpoint: milnce_s3d.ckpt}}}'":
