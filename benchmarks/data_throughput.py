@@ -18,7 +18,10 @@ worker's lot), the same ``--clips`` windows through:
   the dmvr log-mel, 80 bins);
 - pipeline, train, from shards: the same samples read from the tar shards by
   :class:`~versanet.data.shards.ShardDataset` (tar reading and JSON included);
-- pipeline, eval, from mp4 files: the deterministic eval transforms (resize + centre crop).
+- pipeline, eval, from mp4 files: the deterministic eval transforms (resize + centre crop);
+- pipeline, train, VATT inputs: VATT's training sample (``configs/vatt/data_mix.yaml``): the same
+  augmentation with a 224 px crop in [-1, 1], and the raw 48 kHz waveform (153,600 samples, 1% noise)
+  instead of the log-mel.
 
 Time is CPU time of the process (``time.process_time``: every thread of it, decoder threads
 included), so "clips/s per core" is clips per CPU-second: it does not depend on how busy the
@@ -27,7 +30,8 @@ machine's other cores are, as wall time on a shared machine does. Measurements a
 
 A second table turns the training pipeline's clips/s per core into the cores that feed one GPU,
 for each backbone (FLOPs per clip from ``benchmarks/backbones.py``'s counter, forward + backward
-= 3x forward, at a stated GPU peak and MFU).
+= 3x forward, at a stated GPU peak and MFU); VATT's rows use VATT's pipeline and its towers' FLOPs
+as pretrained (32x224x224 video and 153,600 samples with DropToken 50%, ``benchmarks/vatt_flops.py``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from versanet.data.sampling import ClipSampler
 from versanet.data.shards import ShardDataset, write_shards
 from versanet.data.toy import ToyWorldConfig, render_toy_clip, write_toy_mp4
 from versanet.data.transforms import LogMelTransform, VideoClipTransform
+from versanet.data.waveform import WaveformTransform
 from versanet.data.video_io import read_clip
 
 NUM_FRAMES, FPS, RATE = 32, 10.0, 48000
@@ -110,8 +115,9 @@ def cpu_and_wall(fn: Callable[[], int]) -> tuple[float, float]:
     return (time.process_time() - cpu) / clips, (time.perf_counter() - wall) / clips
 
 
-def cores_per_gpu_table(clips_per_core: float, mfu: float) -> list[str]:
-    """Rows: per backbone, training FLOPs per clip (video + audio tower), GPU clips/s at ``mfu`` of the peak, cores."""
+def cores_per_gpu_table(clips_per_core: float, mfu: float, vatt_clips_per_core: float | None = None) -> list[str]:
+    """Rows: per backbone, training FLOPs per clip (video + audio tower), GPU clips/s at ``mfu`` of the peak, cores
+    (VATT's rows at ``vatt_clips_per_core``, its own pipeline's figure, when given)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
@@ -127,6 +133,30 @@ def cores_per_gpu_table(clips_per_core: float, mfu: float) -> list[str]:
         gpu_clips = mfu * GPU_PEAK_TFLOPS * 1e3 / train_gflops
         rows.append(f"| {name} + AudioResNet50 | {gflops:.1f} + {audio_gflops:.1f} | {train_gflops:.0f} | {gpu_clips:.0f} | {gpu_clips / clips_per_core:.0f} |")
         del video
+    if vatt_clips_per_core is not None:
+        rows += vatt_cores_per_gpu_rows(vatt_clips_per_core, mfu)
+    return rows
+
+
+def vatt_cores_per_gpu_rows(clips_per_core: float, mfu: float) -> list[str]:
+    """VATT's video Transformer (Base/Medium/Large) + audio Base as pretrained: DropToken 50%, shapes on the meta device."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from vatt_flops import tower_gflops
+
+    from versanet.encoders.vatt import VATTAudio, VATTVideo
+
+    with torch.device("meta"):
+        audio = VATTAudio("base", droptoken_rate=0.5)
+        audio_gflops = tower_gflops(audio, torch.empty(1, 1, 153_600), training=True)[0]
+        rows = []
+        for size in ("base", "medium", "large"):
+            video_gflops = tower_gflops(VATTVideo(size, droptoken_rate=0.5), torch.empty(1, 3, NUM_FRAMES, 224, 224), training=True)[0]
+            train_gflops = 3 * (video_gflops + audio_gflops)
+            gpu_clips = mfu * GPU_PEAK_TFLOPS * 1e3 / train_gflops
+            rows.append(f"| VATT video {size} + audio base, DropToken 50% | {video_gflops:.1f} + {audio_gflops:.1f} | {train_gflops:.0f} | "
+                        f"{gpu_clips:.0f} | {gpu_clips / clips_per_core:.0f} |")
     return rows
 
 
@@ -157,6 +187,11 @@ def main(argv: list[str] | None = None) -> None:
             "audio": LogMelTransform(sample_rate=RATE, n_fft=2048, hop_length=1024, n_mels=80, f_min=80.0, f_max=7600.0),
         }
         train = ClipDataset(windows, transforms, sampler, train=True, name="bench")
+        vatt_transforms = {  # configs/vatt/data_mix.yaml's training transforms
+            "video": VideoClipTransform(crop=224, resize=224, value_range=(-1.0, 1.0), max_frames=NUM_FRAMES),
+            "audio": WaveformTransform(sample_rate=RATE, num_samples=int(CLIP_SECONDS * RATE), noise=0.01),
+        }
+        vatt_train = ClipDataset(windows, vatt_transforms, sampler, train=True, name="bench-vatt")
         evals = ClipDataset(windows, transforms, sampler, train=False, name="bench")
         from_shards = ShardDataset(shards, train, shuffle_buffer=0)
 
@@ -181,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
             "pipeline, train, from mp4 files": items(train),
             "pipeline, train, from shards": lambda: sum(1 for _ in from_shards),
             "pipeline, eval, from mp4 files": items(evals),
+            "pipeline, train, VATT inputs, from mp4 files": items(vatt_train),
         }
         for fn in measures.values():  # warm-up: imports, first-call allocations, page cache
             fn()
@@ -202,11 +238,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {cpu[name] * 1e3:.1f} | {1 / cpu[name]:.1f} | {cpu[name] / floor:.2f}x | {cpu[name] / strict:.2f}x | {wall[name] * 1e3:.1f} |")
     if not args.no_gpu_table:
         per_core = 1 / cpu["pipeline, train, from mp4 files"]
+        vatt_per_core = 1 / cpu["pipeline, train, VATT inputs, from mp4 files"]
         print(f"\ncores that feed one GPU: {args.mfu:.0%} MFU of {GPU_PEAK_TFLOPS:g} TFLOP/s (dense bf16, H100/H200 SXM), "
-              f"training pipeline at {per_core:.1f} clips/s per core; FLOPs: torch FlopCounterMode, 2 per multiply-add, 32x200x200 video + 3.2 s log-mel")
+              f"training pipeline at {per_core:.1f} clips/s per core (VATT's: {vatt_per_core:.1f}); FLOPs: torch FlopCounterMode, 2 per multiply-add, "
+              "32x200x200 video + 3.2 s log-mel (VATT: 32x224x224 + 153,600 samples, DropToken 50%)")
         print("| backbones | GFLOPs/clip fwd (video + audio) | train GFLOPs/clip (3x fwd) | GPU clips/s | cores per GPU |")
         print("| --- | ---: | ---: | ---: | ---: |")
-        for row in cores_per_gpu_table(per_core, args.mfu):
+        for row in cores_per_gpu_table(per_core, args.mfu, vatt_per_core):
             print(row)
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/step_time.py                                  # CPU-sized: 8x112x112 video, batch 4
     python benchmarks/step_time.py --paper --batch 8 --bf16         # 32x200x200 video, 3.2 s of 48 kHz audio (a GPU)
+    python benchmarks/step_time.py --backbones VATT-B               # VATT-BBS's Transformers on raw video/audio (DropToken 50%)
     torchrun --nproc-per-node 2 benchmarks/step_time.py --batch 4   # W ranks: the loss gathers W*B clips
 
 Each row is MMV's FAC model (``PretrainModule``) around one video backbone: the backbone, the audio
@@ -22,7 +23,10 @@ NCE + MIL-NCE, trained by Adam. Per step (median of ``--steps`` after one warm-u
   with ``torch.utils.flop_counter.FlopCounterMode``, forward and backward) over its time and the
   device's dense bf16 peak (``--peak-tflops``, default 989: H100/H200 SXM). Nothing needs a GPU.
 
-Rows are the ``ROWS`` table: a new backbone (VATT-B's towers) is one entry.
+Rows are the ``ROWS`` table: a new backbone is one entry. ``VATT-B`` is VATT-BBS's towers (video and audio
+Transformer-Base on raw tubelets and the raw waveform, DropToken 50% as in pretraining, text T5-Small) with the
+same FAC heads and losses; its video is cut into 4x16x16 tubelets, so ``--size`` should be a multiple of 16
+(``--paper`` with VATT: ``--frames 32 --size 224``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from versanet.encoders.mmv.audio_resnet import DMVR_LOGMEL, AudioResNet50, logme
 from versanet.encoders.mmv.s3dg import S3DG
 from versanet.encoders.mmv.tsm_resnet import TSMResNet50, TSMResNet50x2
 from versanet.encoders.small import EmbeddingTextEncoder
+from versanet.encoders.vatt import VATTAudio, VATTText, VATTVideo
 from versanet.graph import FAC
 from versanet.models import PretrainModule
 
@@ -65,10 +70,28 @@ def mmv_row(video: Callable[[], Encoder]) -> Callable[[int, int, int, float], tu
     return build
 
 
+def vatt_b_row(batch: int, frames: int, size: int, seconds: float) -> tuple[dict[str, Encoder], dict[str, Any]]:
+    """VATT-BBS's towers as pretrained: video and audio Transformers (Base) on raw tubelets and the raw 48 kHz
+    waveform with DropToken 50%, the text T5-Small over frozen word vectors, with a batch of their inputs."""
+    encoders = {
+        "video": VATTVideo("base", droptoken_rate=0.5),
+        "audio": VATTAudio("base", droptoken_rate=0.5),
+        "text": VATTText("small", vocab_size=VOCAB),
+    }
+    inputs = {
+        "video": torch.rand(batch, 3, frames, size, size) * 2 - 1,
+        "audio": torch.randn(batch, 1, int(seconds * 48_000)) * 0.1,
+        "text": torch.randint(1, VOCAB, (batch, K, TOKENS)),
+        "mask": {"text": torch.ones(batch, K, dtype=torch.bool)},
+    }
+    return encoders, inputs
+
+
 ROWS: dict[str, Callable[[int, int, int, float], tuple[dict[str, Encoder], dict[str, Any]]]] = {
     "S3DG": mmv_row(S3DG),
     "TSMResNet50": mmv_row(TSMResNet50),
     "TSMResNet50x2": mmv_row(TSMResNet50x2),
+    "VATT-B": vatt_b_row,
 }
 
 

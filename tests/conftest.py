@@ -30,3 +30,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cli_single_thread():
+    """For modules that run `versanet` commands in process: one torch thread (much faster on a small shared CPU box)
+    and no pytest arguments in sys.argv (LightningCLI warns when it sees both)."""
+    import sys
+
+    threads, argv = torch.get_num_threads(), sys.argv
+    torch.set_num_threads(1)
+    sys.argv = sys.argv[:1]
+    yield
+    torch.set_num_threads(threads)
+    sys.argv = argv

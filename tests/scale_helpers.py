@@ -127,10 +127,19 @@ GRAPHS = {"nce": nce_graph, "milnce_masks": milnce_graph, "mcn": mcn_graph}
 CAPTIONS = {"mcn": 1}
 
 
-def build_model(graph: str = "nce", accumulation: int = 1, dropout: float = 0.0, norm: bool = False, shared_trunk: bool = False, **kwargs: Any) -> PretrainModule:
-    """A seeded tiny model: video, audio (and text) encoders, the named graph, Adam."""
+def build_model(
+    graph: str = "nce", accumulation: int = 1, dropout: float = 0.0, norm: bool = False, shared_trunk: bool = False, vatt_ma: bool = False, **kwargs: Any,
+) -> PretrainModule:
+    """A seeded tiny model: video, audio (and text) encoders, the named graph, Adam. ``vatt_ma``: a tiny VATT-MA
+    (VATT's video and audio towers around one shared ``VATTTrunk``, NCE; inputs from :func:`vatt_batch`)."""
     torch.manual_seed(0)
     kwargs.setdefault("warmup_steps", 0)
+    if vatt_ma:
+        from versanet.encoders.vatt import VATTAudio, VATTTrunk, VATTVideo
+
+        common = {"size": "tiny", "trunk": "shared", "dropout": 0.0, "pre_projection": True, "post_projection": 8}
+        towers: dict[str, Encoder] = {"video": VATTVideo(patch_size=(2, 4, 4), max_buckets=(1, 2, 2), **common), "audio": VATTAudio(patch_size=8, max_buckets=4, **common)}
+        return PretrainModule(towers, nce_graph(), trunks={"shared": VATTTrunk("tiny", dropout=0.0)}, negatives_accumulation=accumulation, **kwargs)
     if shared_trunk:
         encoders: dict[str, Encoder] = {m: TrunkEncoder(trunk="shared") for m in ("video", "audio")}
         return PretrainModule(encoders, nce_graph(), trunks={"shared": BlockTrunk(8)}, negatives_accumulation=accumulation, **kwargs)
@@ -151,6 +160,13 @@ def global_batch(n: int = 8, seed: int = 1, k: int = K) -> dict[str, Any]:
         "video": torch.randn(n, D_IN, generator=g), "audio": torch.randn(n, D_IN, generator=g), "text": torch.randn(n, k, D_IN, generator=g),
         "mask": {"text": text_mask, "audio": audio_mask}, "index": torch.arange(n),
     }
+
+
+def vatt_batch(n: int = 8, seed: int = 1) -> dict[str, Any]:
+    """``n`` clips for :func:`build_model` ``(vatt_ma=True)``: video ``[n, 3, 2, 8, 8]`` in [-1, 1], waveforms ``[n, 1, 32]``."""
+    g = torch.Generator().manual_seed(seed)
+    return {"video": torch.rand(n, 3, 2, 8, 8, generator=g) * 2 - 1, "audio": torch.randn(n, 1, 32, generator=g),
+            "mask": {"audio": torch.ones(n, 1, dtype=torch.bool)}, "index": torch.arange(n)}
 
 
 def graph_batch(graph: str, n: int = 8) -> dict[str, Any]:
@@ -285,7 +301,7 @@ def fit_job(job: dict[str, Any], world: int = 1) -> Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     model = build_model(**job["model"])
-    batch = graph_batch(job["model"].get("graph", "nce"), job["clips"])
+    batch = vatt_batch(job["clips"]) if job["model"].get("vatt_ma") else graph_batch(job["model"].get("graph", "nce"), job["clips"])
     # rank r reads the contiguous rows [r*B, (r+1)*B): the gathered batch is then the batch in its own order (k-means
     # starts from points chosen by position, so the order matters to clustering terms; Lightning's sampler would shuffle)
     per_rank, rank = job["clips"] // world, int(os.environ.get("LOCAL_RANK", 0))

@@ -448,6 +448,32 @@ def test_the_search_api_and_thumbnails(server) -> None:  # noqa: ANN001 - fixtur
     assert 'href="/media/' in page and raw_get(port, "/plot?method=umap")[0] == 400
 
 
+def test_files_a_browser_cannot_play_are_served_as_h264_excerpts_of_the_moment(server, tmp_path: Path) -> None:  # noqa: ANN001
+    from versanet.app.playable import EXCERPT_TAIL, browser_playable
+    from versanet.data.video_io import open_media, probe
+
+    _, folder, port = server
+    mp4 = sorted(folder.glob("*.mp4"))[0]
+    assert browser_playable(mp4) and not browser_playable(folder / "coded.avi") and not browser_playable(folder / "notes.txt")
+    results = json.loads(raw_get(port, "/api/search?q=a%20red%20circle&k=200")[1])["results"]
+    plain = next(r for r in results if r["file"] == mp4.name)
+    assert plain["media"] == f"/media/{mp4.name}" and plain["media_start"] == plain["start"]
+    moment = max((r for r in results if r["file"] == "coded.avi"), key=lambda r: r["start"])
+    assert moment["media"] == f"/excerpt/{moment['clip_id']}.mp4" and moment["media_start"] == 0.0
+    status, body, headers = raw_get(port, moment["media"])
+    assert status == 200 and headers["content-type"] == "video/mp4"
+    excerpt = tmp_path / "excerpt.mp4"
+    excerpt.write_bytes(body)
+    with open_media(excerpt) as container:
+        assert [s.codec_context.name for s in container.streams.video] == ["h264"]
+        assert [s.codec_context.name for s in container.streams.audio] == ["aac"]
+    expected = min(moment["end"] + EXCERPT_TAIL, probe(folder / "coded.avi").duration) - moment["start"]
+    assert browser_playable(excerpt) and abs(probe(excerpt).duration - expected) < 0.25
+    status, part, _ = raw_get(port, moment["media"], {"Range": "bytes=0-99"})  # the second request reuses it, with ranges
+    assert status == 206 and part == body[:100]
+    assert raw_get(port, "/excerpt/999999.mp4")[0] == 404
+
+
 BROWSER_PACKAGES = ["chromium", "chromium-driver"]
 
 
@@ -490,6 +516,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory):
 def test_the_page_searches_shows_thumbnails_and_plays_from_the_moment(server, browser, tmp_path_factory: pytest.TempPathFactory) -> None:  # noqa: ANN001
     from PIL import Image
     from selenium.webdriver.common.by import By
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -504,15 +531,24 @@ def test_the_page_searches_shows_thumbnails_and_plays_from_the_moment(server, br
     api = json.loads(raw_get(port, "/api/search?q=a%20blue%20square%20moving%20up&k=12")[1])["results"]
     assert [c.find_element(By.CSS_SELECTOR, ".file").text for c in cards] == [r["file"] for r in api]
 
-    # play the second result: the player opens, seeks to the moment's start and plays
-    target = next(r for r in api[1:] if r["start"] > 0)
+    # play a result a browser plays as it is: the player opens the file, seeks to the moment's start and plays
+    target = next(r for r in api[1:] if r["start"] > 0 and r["media"].startswith("/media/"))
+    assert target["media_start"] == target["start"]
     index = api.index(target)
     cards[index].click()
-    wait.until(lambda b: b.execute_script("const v = document.getElementById('player'); return v.readyState >= 2 && !v.paused && v.currentTime > arguments[0]", target["start"]))
+    state = ("const v = document.getElementById('player'); return {ready: v.readyState, network: v.networkState, paused: v.paused, "
+             "t: v.currentTime, error: v.error && v.error.code, message: v.error && v.error.message, src: v.currentSrc, "
+             "h264: v.canPlayType('video/mp4; codecs=\"avc1.64001E, mp4a.40.2\"')}")
+    playing = "const v = document.getElementById('player'); return v.readyState >= 2 && !v.paused && v.currentTime > arguments[0]"
+    try:
+        wait.until(lambda b: b.execute_script(playing, target["start"]))
+    except TimeoutException as err:
+        raise AssertionError(f"the player did not play {target['media']} from {target['start']} s: {browser.execute_script(state)}") from err
     player = browser.execute_script("const v = document.getElementById('player'); return {src: v.currentSrc, t: v.currentTime, w: v.videoWidth}")
     assert player["src"].endswith(target["media"]) and target["start"] < player["t"] < target["start"] + 3 and player["w"] > 0
     assert "playing" in cards[index].get_attribute("class")
     browser.execute_script("document.getElementById('player').pause()")
+
 
     # the screenshot shows the result thumbnails: its pixels where the first card's image is drawn are that thumbnail
     folder = Path(os.environ.get("VERSANET_TEST_ARTIFACTS") or tmp_path_factory.getbasetemp() / "artifacts")
@@ -543,8 +579,27 @@ def test_the_page_searches_shows_thumbnails_and_plays_from_the_moment(server, br
         checked += 1
     assert checked >= 2, "the result thumbnails are not in the screenshot"
 
+    # an AVI (MPEG-4 Part 2) plays through its moment's H.264 excerpt, from the excerpt's start
+    avi = json.loads(raw_get(port, "/api/search?q=a%20blue%20square%20moving%20up&k=200")[1])["results"]
+    avi = next(r for r in avi if r["file"] == "coded.avi")
+    assert avi["media"] == f"/excerpt/{avi['clip_id']}.mp4" and avi["media_start"] == 0.0
+    browser.execute_script("document.getElementById('k').value = 200")
+    box.send_keys(Keys.ENTER)
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".result")) > 12)  # the new results are drawn
+    card = wait.until(lambda b: b.execute_script(
+        "return [...document.querySelectorAll('.result')].find(c => c.querySelector('.file').textContent === 'coded.avi') || false"))
+    browser.execute_script("arguments[0].scrollIntoView()", card)
+    card.click()
+    try:
+        wait.until(lambda b: b.execute_script(playing, 0.2))
+    except TimeoutException as err:
+        raise AssertionError(f"the player did not play the excerpt {avi['media']}: {browser.execute_script(state)}") from err
+    assert browser.execute_script("return document.getElementById('player').currentSrc").endswith(avi["media"])
+    browser.execute_script("document.getElementById('player').pause()")
+
 
 # ---------------------------------------------------------------------------- does it find the right moments?
+
 @pytest.mark.slow
 def test_text_search_finds_moments_whose_toy_labels_match(tmp_path: Path) -> None:
     """A short quickstart run (100 steps), then search a fresh toy world it never saw, by label text.

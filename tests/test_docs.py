@@ -149,6 +149,12 @@ COVERAGE: dict[str, Run | Elsewhere] = {
         "tests/test_weights.py::test_mmv_tfhub_saved_model_converts (a SavedModel needs TensorFlow to write)"),
     "versanet weights convert --from mmv_haiku_npz mmv_s3d.npz mmv_s3d.ckpt --vocab vocab.txt": Elsewhere(
         "tests/test_weights.py::test_mmv_haiku_npz_converts (S3D-G, TSM-50 and TSM-50x2 in Haiku's names)"),
+    "versanet weights convert --from vatt_tf tx_fac_bbs/ckpt-500000.index vatt_bbs.ckpt --vocab howto100m_en.txt": Elsewhere(
+        "tests/test_weights_vatt.py::test_vatt_tf_converts_and_matches_the_tf_computation (TF checkpoints need TensorFlow to write)"),
+    "versanet test --config configs/data/msrvtt.yaml --config configs/benchmarks/zeroshot.yaml --model.init_args.checkpoint vatt_bbs.ckpt "
+    "--data.init_args.root data/msrvtt --data.init_args.transforms '{video: {class_path: VideoClipTransform, init_args: {crop: 224, resize: 224, "
+    "value_range: [-1, 1]}}, text: {class_path: VocabularyTokenize, init_args: {checkpoint: vatt_bbs.ckpt}}}'": Elsewhere(
+        "tests/test_weights_vatt.py::test_a_converted_vatt_runs_zero_shot_msrvtt_retrieval (the same command on a converted TF fixture)"),
     "versanet test --config configs/data/msrvtt.yaml --config configs/benchmarks/zeroshot.yaml --model.init_args.checkpoint milnce_s3d.ckpt "
     "--data.init_args.root data/msrvtt --data.init_args.transforms '{video: {class_path: VideoClipTransform, init_args: {crop: 224, resize: 224}}, "
     "text: {class_path: VocabularyTokenize, init_args: {checkpoint: milnce_s3d.ckpt}}}'":
@@ -161,6 +167,15 @@ COVERAGE: dict[str, Run | Elsewhere] = {
     'versanet search runs/search/toy "a blue square moving up" -k 5': Run(expect="(5 of "),
     "versanet serve runs/search/toy": Elsewhere("tests/test_app.py: the server on a free port, its page in headless Chromium"),
     "versanet plot runs/search/toy --labels data/toy/labels.csv --column colour": Run(("--method", "pca"), expect="wrote", writes="runs/search/toy/plot.html"),
+    # --- docs/vatt.md (the quickstart fits write the checkpoint the suite command reads; the paper configs train at tiny size in
+    # tests/test_vatt_configs.py; the full quickstart figures are checked at a shorter run in tests/test_vatt_toy.py)
+    "versanet fit --config configs/quickstart/vatt.yaml": Run(TINY_FIT, expect="text -> video", writes="runs/quickstart-vatt/lightning_logs/version_0/checkpoints/last.ckpt"),
+    "versanet fit --config configs/quickstart/vatt_ma.yaml": Run(TINY_FIT, expect="text -> video", writes="runs/quickstart-vatt_ma/lightning_logs/version_0/checkpoints/last.ckpt"),
+    "versanet fit --config configs/vatt/mbs.yaml --print_config": Run(expect="class_path: versanet.encoders.vatt.VATTVideo"),
+    "versanet fit --config configs/vatt/mbs.yaml": Run(("--print_config",), expect="droptoken_rate: 0.5"),
+    "versanet benchmark --ckpt runs/quickstart-vatt/lightning_logs/version_0/checkpoints/last.ckpt --suite configs/vatt/benchmarks/suites/toy.yaml --data_root data/toy":
+        Run(("--only", "[toy_zeroshot]", "--output", "runs/docs_vatt_suite", *BENCH_FLAGS), expect="T->V R@1"),
+    "python benchmarks/vatt_flops.py": Run(("--models", "mbs", "--batch", "4", "--warmup", "0", "--reps", "1"), expect="784.8 -> 375.4"),
     # --- docs/plugins.md
     "versanet list --kind encoder": Run(expect="MotionCNN"),
     "versanet fit --config plugins/versanet-motion/configs/four_modalities.yaml": Run(TINY_FIT, writes="runs/four-modalities/lightning_logs/version_0/checkpoints"),

@@ -9,7 +9,6 @@ Torch runs single-threaded here: on a small shared CPU box that is several times
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,14 +29,8 @@ BENCH = REPO / "configs" / "benchmarks"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One torch thread, and no pytest arguments in sys.argv (LightningCLI warns when it sees both)."""
-    threads, argv = torch.get_num_threads(), sys.argv
-    torch.set_num_threads(1)
-    sys.argv = sys.argv[:1]
-    yield
-    torch.set_num_threads(threads)
-    sys.argv = argv
+def _single_thread(cli_single_thread: None) -> None:
+    """Every test here runs single-threaded (see ``cli_single_thread`` in conftest.py)."""
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scale_helpers import BlockTrunk, TinyBlock, build_model, fit_job, global_batch, reference_step, run_ranks
+from scale_helpers import BlockTrunk, TinyBlock, build_model, fit_job, global_batch, reference_step, run_ranks, vatt_batch
 from versanet.encoders import Encoder
 from versanet.heads import Head
 
@@ -58,6 +58,21 @@ def test_blocks_of_a_shared_trunk_as_units_give_the_single_process_gradients(tmp
                         "out": str(tmp_path / "c.pt")})
     assert got["losses"][0] == pytest.approx(expected_loss, abs=1e-5)
     assert_close_dicts(got["grads"], expected_grads, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_vatt_ma_under_the_documented_vatt_policy_gives_the_single_process_gradients(tmp_path: Path) -> None:
+    """docs/scale.md's VATT policy (Transformer layers, the shared VATTTrunk, encoders, heads) with negatives accumulation."""
+    from versanet.encoders.vatt import VATTTrunk
+    from versanet.encoders.vatt.transformer import T5EncoderLayer, TransformerEncoderLayer
+
+    expected_loss, expected_grads = reference_step(build_model(vatt_ma=True), vatt_batch(8))
+    policy = {TransformerEncoderLayer, T5EncoderLayer, VATTTrunk, Encoder, Head}
+    got = run_ranks(2, {"model": {"vatt_ma": True, "accumulation": 2}, "clips": 8, "strategy": "fsdp", "strategy_kwargs": {"auto_wrap_policy": policy},
+                        "out": str(tmp_path / "v.pt")})
+    assert got["losses"][0] == pytest.approx(expected_loss, abs=1e-5)
+    assert_close_dicts(got["grads"], expected_grads, atol=1e-5)
+    assert [k for k in got["params"] if k.endswith("layers.0.mha.q.weight")] == ["trunks.shared.layers.0.mha.q.weight"]
 
 
 def test_accumulation_under_fsdp_refuses_encoders_outside_units(tmp_path: Path) -> None:

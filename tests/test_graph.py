@@ -125,3 +125,10 @@ def test_missing_text_has_no_influence_on_the_loss() -> None:
     assert model.objective(data, model(data))["video_text@vat"].item() == pytest.approx(loss.item(), rel=1e-6)
     data["mask"]["text"][0] = True
     assert model.objective(data, model(data))["video_text@vat"].item() != pytest.approx(loss.item(), rel=1e-3)
+
+
+def test_an_encoder_the_graph_never_reads_is_dropped_with_a_warning() -> None:
+    graph = ModalityGraph({"va": 8}, [Edge("video", "va"), Edge("audio", "va")], [LossTerm("va", "video", "audio")])
+    with pytest.warns(UserWarning, match=r"reads no text: encoder\(s\) text dropped"):
+        model = PretrainModule(encoders(), graph)
+    assert sorted(model.encoders) == ["audio", "video"] and not any(k.startswith("encoders.text.") for k in model.state_dict())

@@ -146,7 +146,8 @@ def load_pretrained(checkpoint: str | Path, init: Init = "pretrained", seed: int
 
     ``init="random"``: the same network (encoders, heads) with freshly initialised weights (every
     submodule's ``reset_parameters`` under ``torch.manual_seed(seed)``) -- the baseline a pretrained
-    network must beat. ``model.transforms`` holds the checkpoint's data transforms (empty for a
+    network must beat. Each encoder's ``prepare_downstream`` has run (no DropToken in fine-tuning or
+    evaluation). ``model.transforms`` holds the checkpoint's data transforms (empty for a
     checkpoint written before they were stored).
     """
     from versanet import registry
@@ -171,6 +172,8 @@ def load_pretrained(checkpoint: str | Path, init: Init = "pretrained", seed: int
     model.checkpoint_config = {k: v for k, v in data["hyper_parameters"].items() if not k.startswith("_")}
     if init == "random":
         reinitialise(model, seed)
+    for encoder in model.encoders.values():
+        encoder.prepare_downstream()  # e.g. no DropToken when fine-tuning
     return model.eval()
 
 

@@ -6,6 +6,10 @@ Routes (FastAPI):
 - ``/api/search?q=...&k=10&modality=video``: results as JSON; ``/api/info``: what the index holds;
 - ``/thumb/<clip_id>.jpg``: a frame from the middle of a moment (decoded on demand, kept in memory);
 - ``/media/<path>``: an indexed video, with HTTP range requests so the browser can seek;
+- ``/excerpt/<clip_id>.mp4``: the moment as H.264 + AAC, for files a browser does not play as they are
+  (``.avi``, MPEG-4 Part 2, ...; :mod:`versanet.app.playable`), encoded on first request and kept in
+  the index folder's ``excerpts/``. A search result's ``media`` is the one the page should load and
+  ``media_start`` the time in it at which the moment starts;
 - ``/plot``: the joint space in 2-D (:mod:`versanet.app.plot`).
 
 Only indexed, readable files inside the indexed folder are served: a media path must be a plain
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from versanet.app.extra import require
+from versanet.app.playable import browser_playable, write_excerpt
 from versanet.app.search import Searcher, timed_search
 
 fastapi = require("fastapi")
@@ -101,10 +106,14 @@ def create_app(
             raise HTTPException(400, f"modality must be one of {', '.join([*searcher.modalities, 'both'])}")
         with lock:
             hits, seconds = timed_search(searcher, q, k, modality)
-        return {
-            "query": q, "seconds": round(seconds, 4),
-            "results": [{**h.__dict__, "thumb": f"/thumb/{h.clip_id}.jpg", "media": "/media/" + _quote(h.file)} for h in hits],
-        }
+        return {"query": q, "seconds": round(seconds, 4), "results": [{**h.__dict__, "thumb": f"/thumb/{h.clip_id}.jpg", **playback(h)} for h in hits]}
+
+    def playback(hit: Any) -> dict[str, Any]:
+        """What the page loads for a hit: the file itself when a browser plays it, else the moment's excerpt."""
+        path = safe_media_path(root, hit.file, searcher.store.file_is_indexed)
+        if path is None or browser_playable(path):
+            return {"media": "/media/" + _quote(hit.file), "media_start": hit.start}
+        return {"media": f"/excerpt/{hit.clip_id}.mp4", "media_start": 0.0}
 
     @lru_cache(maxsize=2048)
     def thumbnail(clip_id: int) -> bytes | None:
@@ -137,6 +146,26 @@ def create_app(
         if path is None:
             raise HTTPException(404, "not an indexed video")
         return FileResponse(path)
+
+    excerpts = Path(index_dir) / "excerpts"
+    excerpt_lock = threading.Lock()  # one encode at a time; a second request for the same moment waits and reuses it
+
+    @app.get("/excerpt/{clip_id}.mp4")
+    def excerpt(clip_id: int) -> FileResponse:
+        from versanet.data.video_io import MediaDecodeError
+
+        moment = searcher.store.moments([clip_id]).get(clip_id)
+        path = safe_media_path(root, moment.file, searcher.store.file_is_indexed) if moment else None
+        if path is None:
+            raise HTTPException(404, "no such moment")
+        out = excerpts / f"{clip_id}-{path.stat().st_mtime_ns}.mp4"
+        with excerpt_lock:
+            if not out.exists():
+                try:
+                    write_excerpt(path, moment.start, moment.end, out)
+                except MediaDecodeError as err:
+                    raise HTTPException(404, f"cannot decode this moment: {err.reason}") from err
+        return FileResponse(out, media_type="video/mp4")
 
     @app.get("/plot", response_class=HTMLResponse)
     def plot(column: str | None = column, method: str = "tsne") -> str:

@@ -26,7 +26,6 @@ lines, with no new dependency and nothing kept in the workers.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -35,42 +34,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from versanet.seeding import derived_seed, seeded
+
 #: ``() -> (epoch, batches consumed in it)`` of the training loop, or None outside one
 Progress = Callable[[], "tuple[int, int] | None"]
-
-
-_MASK = 2**64 - 1
-
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
-
-
-def derived_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, each mixed in with splitmix64: nearby inputs give unrelated seeds (a few microseconds)."""
-    x = 0
-    for part in parts:
-        x = _splitmix64(x ^ (int(part) & _MASK))
-    return x >> 1
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Run the block with torch's CPU generator seeded to ``seed``, restoring its state afterwards.
-
-    ``torch.default_generator`` directly: ``torch.manual_seed`` also seeds every other device
-    backend (about 1 ms a call) and ``torch.random.fork_rng`` copies more state than needed.
-    """
-    generator = torch.default_generator
-    state = generator.get_state()
-    generator.manual_seed(seed)
-    try:
-        yield
-    finally:
-        generator.set_state(state)
 
 
 def sample_rng(train: bool, seed: int, index: int) -> np.random.Generator:

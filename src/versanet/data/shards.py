@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from versanet.data.datasets.base import ClipDataset, VideoItem
 from versanet.data.failures import joined
-from versanet.data.loaders import derived_seed, seeded
+from versanet.seeding import derived_seed, seeded
 from versanet.data.video_io import MediaDecodeError
 
 log = logging.getLogger("versanet.data")

@@ -69,8 +69,9 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from statistics import NormalDist
 
-import av
 import numpy as np
+
+from versanet.data.mp4_writer import AAC_BIT_RATE, X264_OPTIONS, write_mp4
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "white")
@@ -163,9 +164,6 @@ _PULSE_SECONDS = 0.05
 _PULSE_ATTACK = 0.005
 _PULSE_DECAY = 0.015
 _AUDIO_SNR_DB = 20.0
-_AAC_FRAME = 1024
-_AAC_BIT_RATE = 48000
-_X264_OPTIONS = {"crf": "18", "preset": "veryfast", "bf": "0", "x264-params": "scenecut=0"}
 _MANIFEST_FORMAT = "versanet-toy-world"
 _MANIFEST_VERSION = 1
 
@@ -494,55 +492,9 @@ def render_toy_clip(index: int, config: ToyWorldConfig = ToyWorldConfig()) -> To
     )
 
 
-def _encode_video(container: av.container.OutputContainer, frames: np.ndarray, fps: int) -> list[av.Packet]:
-    """H.264 packets for frames [T, H, W, 3] uint8; frame i gets pts i (time base 1/fps)."""
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height = frames.shape[2], frames.shape[1]
-    stream.pix_fmt = "yuv420p"
-    stream.options = dict(_X264_OPTIONS, g=str(fps))
-    stream.codec_context.thread_count = 1
-    packets: list[av.Packet] = []
-    for i, image in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts = i
-        packets.extend(stream.encode(frame))
-    packets.extend(stream.encode(None))
-    return packets
-
-
-def _encode_audio(
-    container: av.container.OutputContainer, audio: np.ndarray, sample_rate: int
-) -> list[av.Packet]:
-    """AAC packets for mono audio [N] float32, fed in 1024-sample frames with pts = sample index."""
-    stream = container.add_stream("aac", rate=sample_rate)
-    stream.layout = "mono"
-    stream.bit_rate = _AAC_BIT_RATE
-    stream.options = {"aac_coder": "fast"}
-    packets: list[av.Packet] = []
-    for start in range(0, len(audio), _AAC_FRAME):
-        chunk = np.ascontiguousarray(audio[None, start : start + _AAC_FRAME], dtype=np.float32)
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-        frame.sample_rate = sample_rate
-        frame.pts = start
-        packets.extend(stream.encode(frame))
-    packets.extend(stream.encode(None))
-    return packets
-
-
-def _packet_time(packet: av.Packet) -> float:
-    stamp = packet.dts if packet.dts is not None else packet.pts
-    return float(stamp * packet.time_base) if stamp is not None else 0.0
-
-
-def write_toy_mp4(
-    path: str | Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int
-) -> None:
+def write_toy_mp4(path: str | Path, frames: np.ndarray, audio: np.ndarray, fps: int, sample_rate: int) -> None:
     """Write frames [T, H, W, 3] uint8 and mono audio [N] float32 as H.264 + AAC in an mp4."""
-    with av.open(str(path), mode="w", format="mp4") as container:
-        video = _encode_video(container, frames, fps)
-        sound = _encode_audio(container, audio, sample_rate)
-        for packet in sorted(video + sound, key=_packet_time):  # stable: video first on ties
-            container.mux(packet)
+    write_mp4(path, frames, audio, fps, sample_rate)
 
 
 def _write_one(job: tuple[int, ToyWorldConfig, str]) -> tuple[int, list[tuple[float, float, str]], tuple]:
@@ -665,8 +617,8 @@ def _manifest(config: ToyWorldConfig, num_captions: int) -> dict:
                    "videos": config.num_videos, "captions": num_captions},
         "frames_per_video": config.num_frames,
         "samples_per_video": config.num_samples,
-        "video": {"codec": "h264", "pix_fmt": "yuv420p", **_X264_OPTIONS, "gop": config.fps},
-        "audio": {"codec": "aac", "layout": "mono", "bit_rate": _AAC_BIT_RATE},
+        "video": {"codec": "h264", "pix_fmt": "yuv420p", **X264_OPTIONS, "gop": config.fps},
+        "audio": {"codec": "aac", "layout": "mono", "bit_rate": AAC_BIT_RATE},
         "shapes": list(SHAPES),
         "colours": list(COLOURS),
         "directions": list(DIRECTIONS),

@@ -196,6 +196,10 @@ class VideoClipTransform(ModalityTransform):
     ``contrast``/``saturation``/``hue`` take what ``v2.ColorJitter`` takes (a range, or a float meaning
     ``1 +- v`` / ``+-v``; a zero-width range at the identity turns that step off). Eval: short side ``resize``,
     centre ``crop`` (``Resize`` + ``CenterCrop``), deterministic.
+    ``value_range``: the output's range, ``(0, 1)`` by default; ``(-1, 1)`` is VATT's input (``2 x - 1``).
+    ``max_frames``: keep only the first ``max_frames`` decoded frames (None: all). A corpus may then decode a
+    longer window for its audio than for its video (VATT's AudioSet clips: 40 frames at 12.5 fps give 3.2 s of
+    audio, the first 32 frames 2.56 s of video).
     Set ``flip_prob: 0`` when left/right carries meaning (the toy world's captions say "moves left").
 
     How it is fast (a 32-frame 224p clip takes ~9 ms in training, ~3 ms in eval, one thread; the torchvision
@@ -228,6 +232,8 @@ class VideoClipTransform(ModalityTransform):
         contrast: tuple[float, float] = (0.6, 1.4),
         saturation: tuple[float, float] = (0.6, 1.4),
         hue: float = 0.2,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        max_frames: int | None = None,
     ) -> None:
         if brightness < 0:
             raise ValueError(f"brightness is a non-negative additive delta, got {brightness}")
@@ -236,13 +242,15 @@ class VideoClipTransform(ModalityTransform):
         self.flip_prob, self.color_jitter_prob, self.brightness = flip_prob, color_jitter_prob, brightness
         parsed = v2.ColorJitter(contrast=contrast, saturation=saturation, hue=hue)  # torchvision's argument checks
         self.contrast, self.saturation, self.hue = parsed.contrast, parsed.saturation, parsed.hue  # (lo, hi) or None
+        self.value_range = (float(value_range[0]), float(value_range[1]))
+        self.max_frames = max_frames
 
     def spec(self) -> dict[str, Any]:
-        return {"crop": self.crop}
+        return {"crop": self.crop, "value_range": self.value_range}
 
     def __call__(self, clip: RawClip) -> tuple[Tensor, Tensor]:
         """-> ``[3, T, crop, crop]``, mask ``[1]``."""
-        frames = torch.from_numpy(clip.frames)  # [T, H, W, 3] uint8
+        frames = torch.from_numpy(clip.frames[: self.max_frames])  # [T, H, W, 3] uint8
         num_frames, height, width, _ = frames.shape
         crop = self.crop
         flip, jitter = False, None
@@ -281,6 +289,9 @@ class VideoClipTransform(ModalityTransform):
                 torch.mul(video.permute(1, 0, 2, 3), 1.0 / 255.0, out=target)
             else:
                 self._colour(video, target, scratch[:, : video.shape[0]], *jitter)
+        lo, hi = self.value_range
+        if (lo, hi) != (0.0, 1.0):
+            out.mul_(hi - lo).add_(lo)
         return out, torch.ones(1, dtype=torch.bool)
 
     def _jitter(self, draw: list[float]) -> tuple[Tensor | None, Tensor | None, float, float]:

@@ -19,6 +19,9 @@ Contract:
 - ``check_input_spec(spec)``: optional; raise ``ValueError`` when the data's description of this
   modality (from its transform, e.g. ``{"vocab_size": 512}``) does not fit the encoder.
 - ``contract_kwargs``: constructor overrides that give a tiny instance for the contract tests.
+- ``prepare_downstream()``: optional; turns off what only pretraining does (VATT's DropToken).
+  :func:`versanet.checkpoint.load_pretrained`, which every benchmark and fine-tuning module loads
+  its network with, calls it on each encoder.
 - ``shared_trunk`` / ``attach_trunk(module)``: optional; an encoder whose config names a trunk
   (``trunk: shared``) runs a module that several encoders share (VATT-MA's one Transformer for
   video, audio and text). :class:`~versanet.models.PretrainModule` builds each trunk once from its
@@ -88,6 +91,9 @@ class Encoder(nn.Module, ABC):
 
     def check_input_spec(self, spec: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` if the data described by ``spec`` cannot feed this encoder."""
+
+    def prepare_downstream(self) -> None:
+        """Turn off pretraining-only behaviour (e.g. VATT's DropToken) before fine-tuning or evaluation; default: nothing."""
 
     def attach_trunk(self, trunk: nn.Module) -> None:
         """Run ``trunk``, a module shared with other encoders, as ``self.trunk`` (see the module docstring).

@@ -9,6 +9,7 @@ Batch layout (a dict, as the data modules collate it; N = B or B*K after flatten
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 import torch
@@ -22,6 +23,7 @@ from versanet.graph import Edge, GraphError, ModalityGraph
 from versanet.models.accumulation import RngState, concat_embeddings, keep_running_stats, split_batch
 from versanet.objective import TermInputs, combine
 from versanet.schedules import warmup_cosine
+from versanet.seeding import derived_seed
 
 Embeddings = dict[str, Tensor]
 
@@ -68,6 +70,7 @@ class PretrainModule(LightningModule):
         self.save_hyperparameters(ignore=["encoders", "graph", "trunks"] if not self._from_cli() else None)
         # trunks first: a shared tensor's checkpoint key is its first name, trunks.<name>.*
         self.trunks = nn.ModuleDict(trunks or {})
+        encoders = drop_unread_encoders(encoders, graph)
         for name, encoder in encoders.items():
             encoder.modality = name
         attach_trunks(encoders, self.trunks)
@@ -248,6 +251,16 @@ class PretrainModule(LightningModule):
             return {**rest, **inputs}
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
+    def seed_batch(self, batch_idx: int) -> None:
+        """Seed torch's RNG (every device) from ``(seed_everything's seed, epoch, batch, rank)`` before a training batch.
+
+        Dropout and DropToken draw from it; Lightning does not checkpoint RNG states, so without this a resumed
+        run would draw differently from the uninterrupted one. Seeded per batch, the model's randomness is a
+        function of the batch's position, as the data's is of the sample's (``versanet.data.loaders``).
+        """
+        base = int(os.environ.get("PL_GLOBAL_SEED", "0"))
+        torch.manual_seed(derived_seed(base, self.current_epoch, batch_idx, self.global_rank))
+
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
         """Lightning zeroes gradients between the training step and its backward; with ``negatives_accumulation`` the
         step has already back-propagated its first micro-batches by then, so :meth:`on_train_batch_start` does it."""
@@ -255,8 +268,10 @@ class PretrainModule(LightningModule):
             optimizer.zero_grad()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """With ``negatives_accumulation``: zero the gradients at the first batch of each optimizer step, before the
-        training step (under FSDP, before the root unit's forward, which is where FSDP frees its flat gradients)."""
+        """Seed torch's RNG for this batch (see :meth:`seed_batch`); with ``negatives_accumulation``, zero the gradients
+        at the first batch of each optimizer step, before the training step (under FSDP, before the root unit's forward,
+        which is where FSDP frees its flat gradients)."""
+        self.seed_batch(batch_idx)
         if self.negatives_accumulation > 1 and batch_idx % self.trainer.accumulate_grad_batches == 0:
             for optimizer in self.trainer.optimizers:
                 optimizer.zero_grad(set_to_none=True)
@@ -411,6 +426,20 @@ class PretrainModule(LightningModule):
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = warmup_cosine(optimizer, total, self.hparams.warmup_steps, self.hparams.final_lr_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def drop_unread_encoders(encoders: dict[str, Encoder], graph: ModalityGraph) -> dict[str, Encoder]:
+    """``encoders`` without those no edge and no objective term reads, with a warning naming them.
+
+    Their parameters would never get a gradient: DDP stops at the first step ("parameters that were not
+    used in producing loss"), and they would only cost memory and checkpoint space.
+    """
+    read = set(graph.modalities) | {node.split("@", 1)[0] for term in graph.terms for node in term.reads()}
+    unread = [m for m in encoders if m not in read]
+    if unread:
+        rank_zero_warn(f"graph {graph.name!r} reads no {', '.join(unread)}: encoder(s) {', '.join(unread)} dropped "
+                       "(no edge or objective term uses them; their weights would never train)")
+    return {m: e for m, e in encoders.items() if m in read}
 
 
 def attach_trunks(encoders: dict[str, Encoder], trunks: nn.ModuleDict) -> None:

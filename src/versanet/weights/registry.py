@@ -37,6 +37,8 @@ class PublishedWeights:
 
 
 _MMV_PKL = "https://storage.googleapis.com/deepmind-research-mmv/"
+_VATT = "https://storage.cloud.google.com/tf_model_garden/vision/vatt/pretrain/"
+_VATT_MISC = "https://storage.cloud.google.com/tf_model_garden/vision/vatt/misc_data.tgz"
 PUBLISHED: tuple[PublishedWeights, ...] = (
     PublishedWeights(
         "milnce_s3d", "milnce_s3d",
@@ -63,6 +65,22 @@ PUBLISHED: tuple[PublishedWeights, ...] = (
         "TSMResNet50x2(tf_same) + AudioResNet50(tf_same) on dmvr log-mel + word2vec text, FAC heads",
         {"ucf101_linear": 91.8, "ucf101_finetune": 95.2, "hmdb51_linear": 67.1, "hmdb51_finetune": 75.0, "esc50_linear": 88.9, "audioset_mlp_mAP": 30.9, "k600_linear": 70.5},
         note=f"also as {_MMV_PKL}mmv_tsm_resnet_x2.pkl",
+    ),
+    *(
+        PublishedWeights(
+            name, "vatt_tf", (f"{_VATT}{folder}/ckpt-500000.index", f"{_VATT}{folder}/ckpt-500000.data-00000-of-00001", _VATT_MISC),
+            model, paper, note="TF2 checkpoint prefix ckpt-500000; --vocab howto100m_en.txt from misc_data.tgz",
+        )
+        for name, folder, model, paper in (
+            ("vatt_bbs", "tx_fac_bbs", "VATTVideo(base) + VATTAudio(base) + VATTText(small, T5) on raw video/waveform/word2vec, VATT's FAC heads",
+             {"k400_finetune_top1": 79.6, "audioset_finetune_mAP": 39.4}),
+            ("vatt_mbs", "tx_fac_mbs", "VATTVideo(medium) + VATTAudio(base) + VATTText(small, T5), VATT's FAC heads",
+             {"k400_finetune_top1": 81.1, "k600_finetune_top1": 82.4}),
+            ("vatt_lbs", "tx_fac_lbs", "VATTVideo(large) + VATTAudio(base) + VATTText(small, T5), VATT's FAC heads",
+             {"k400_finetune_top1": 82.1, "k600_finetune_top1": 83.6, "k700_finetune_top1": 72.7}),
+            ("vatt_ma_medium", "ut_fac_medium", "VATT-MA: one shared VATTTrunk(medium) for video, audio and text, VATT's FAC heads",
+             {"k400_finetune_top1": 79.9, "audioset_finetune_mAP": 39.3}),
+        )
     ),
 )
 

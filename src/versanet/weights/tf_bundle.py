@@ -22,6 +22,8 @@ such files, e.g. for the tests' fixtures.
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,13 +169,19 @@ def read_index(index_path: str | Path) -> dict[str, BundleEntry | dict[int, int]
 
 # ----------------------------------------------------------------------------- tensors
 def _resolve_prefix(path: str | Path) -> Path:
-    """A checkpoint prefix from a prefix, its ``.index`` file, or a SavedModel directory."""
+    """A checkpoint prefix from a prefix, its ``.index`` file, a SavedModel directory or a directory holding one checkpoint."""
     path = Path(path)
     if path.is_dir():
         for candidate in (path / "variables" / "variables", path / "variables"):
             if candidate.with_name(candidate.name + ".index").is_file():
                 return candidate
-        raise TFCheckpointError(f"{path} is a directory without variables/variables.index (not a SavedModel)")
+        indexes = sorted(path.glob("*.index"))
+        if len(indexes) == 1:  # a training run's folder with one checkpoint (ckpt-500000.index)
+            return indexes[0].with_suffix("")
+        raise TFCheckpointError(
+            f"{path} is a directory without variables/variables.index (not a SavedModel) and with {len(indexes)} "
+            "checkpoint .index files (give the one to read)"
+        )
     if path.suffix == ".index":
         return path.with_suffix("")
     if path.with_name(path.name + ".index").is_file():
@@ -214,23 +222,28 @@ def read_tf_checkpoint(path: str | Path, keep_optimizer_slots: bool = False) -> 
     num_shards = int(header.get(1, 1)) if isinstance(header, dict) else 1
     if isinstance(header, dict) and header.get(2, 0) != 0:
         raise TFCheckpointError(f"{prefix}: big-endian TF checkpoints are not supported")
-    shards: dict[int, bytes] = {}
     out: dict[str, np.ndarray] = {}
-    for name, entry in index.items():
-        assert isinstance(entry, BundleEntry)
-        if entry.sliced:
-            raise TFCheckpointError(f"{prefix}: tensor {name!r} is stored in slices (partitioned variables are not supported)")
-        if not keep_optimizer_slots and "/.OPTIMIZER_SLOT/" in name:
-            continue
-        if entry.shard not in shards:
-            shard = prefix.with_name(f"{prefix.name}.data-{entry.shard:05d}-of-{num_shards:05d}")
-            if not shard.is_file():
-                raise TFCheckpointError(f"{prefix}: data file {shard.name} is missing")
-            shards[entry.shard] = shard.read_bytes()
-        raw = shards[entry.shard][entry.offset : entry.offset + entry.size]
-        if len(raw) != entry.size:
-            raise TFCheckpointError(f"{prefix}: tensor {name!r} runs past the end of its data file (truncated download?)")
-        out[name] = _decode(raw, entry, name, prefix)
+    # data files are mapped, not read: they also hold the optimizer's slots (a VATT-LBS checkpoint is
+    # several GB, three quarters of it Adam moments), and only the tensors asked for are copied out
+    with contextlib.ExitStack() as stack:
+        shards: dict[int, bytes | mmap.mmap] = {}
+        for name, entry in index.items():
+            assert isinstance(entry, BundleEntry)
+            if entry.sliced:
+                raise TFCheckpointError(f"{prefix}: tensor {name!r} is stored in slices (partitioned variables are not supported)")
+            if not keep_optimizer_slots and "/.OPTIMIZER_SLOT/" in name:
+                continue
+            if entry.shard not in shards:
+                shard = prefix.with_name(f"{prefix.name}.data-{entry.shard:05d}-of-{num_shards:05d}")
+                if not shard.is_file():
+                    raise TFCheckpointError(f"{prefix}: data file {shard.name} is missing")
+                handle = stack.enter_context(shard.open("rb"))
+                empty = shard.stat().st_size == 0  # mmap refuses empty files
+                shards[entry.shard] = b"" if empty else stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+            raw = shards[entry.shard][entry.offset : entry.offset + entry.size]
+            if len(raw) != entry.size:
+                raise TFCheckpointError(f"{prefix}: tensor {name!r} runs past the end of its data file (truncated download?)")
+            out[name] = _decode(raw, entry, name, prefix)
     return out
 
 

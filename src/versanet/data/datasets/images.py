@@ -43,23 +43,31 @@ class ImageTransform(ModalityTransform):
     Train: ``RandomResizedCrop(crop, scale)`` and a horizontal flip; eval: short side ``resize``, centre ``crop``.
     ``augment: false`` uses the eval path in training too (e.g. BN recalibration of a deflated network, which
     compares the image network with the video network on the same deterministic view).
+    ``value_range``: the output's range, ``(0, 1)`` by default; ``(-1, 1)`` for VATT (``2 x - 1``).
     """
 
     needs = frozenset({"frames"})
 
-    def __init__(self, crop: int = 224, resize: int = 256, scale: tuple[float, float] = (0.08, 1.0), flip_prob: float = 0.5, augment: bool = True) -> None:
+    def __init__(
+        self, crop: int = 224, resize: int = 256, scale: tuple[float, float] = (0.08, 1.0), flip_prob: float = 0.5, augment: bool = True,
+        value_range: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
         self.crop, self.resize, self.augment = crop, resize, augment
+        self.value_range = (float(value_range[0]), float(value_range[1]))
         self.train_ops = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.RandomResizedCrop(crop, scale=scale, antialias=True), v2.RandomHorizontalFlip(flip_prob)])
         self.eval_ops = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
 
     def spec(self) -> dict[str, Any]:
-        return {"crop": self.crop}
+        return {"crop": self.crop, "value_range": self.value_range}
 
     def __call__(self, clip: RawClip) -> tuple[Tensor, Tensor]:
         """-> ``[3, crop, crop]``, mask ``[1]``."""
         image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(clip.frames[0])).permute(2, 0, 1))
-        out = (self.train_ops if clip.train and self.augment else self.eval_ops)(image)
-        return out.as_subclass(Tensor).contiguous(), torch.ones(1, dtype=torch.bool)
+        out = (self.train_ops if clip.train and self.augment else self.eval_ops)(image).as_subclass(Tensor).contiguous()
+        lo, hi = self.value_range
+        if (lo, hi) != (0.0, 1.0):
+            out = out * (hi - lo) + lo
+        return out, torch.ones(1, dtype=torch.bool)
 
 
 def decode_image(source: MediaSource, name: str) -> np.ndarray:
