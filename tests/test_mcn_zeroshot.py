@@ -31,15 +31,25 @@ def write_benchmark_features(root: Path, captions: str, split: str, videos: int 
     return len(rows) - 1
 
 
-@pytest.mark.parametrize("name", ["youcook2_zeroshot", "msrvtt_zeroshot"])
-def test_mcn_zeroshot_config_ranks_every_caption_against_video_and_audio(name: str, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mcn_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """configs/mcn/howto100m.yaml at tiny width, 2 steps; its folder holds the word2vec subset the zero-shot configs read."""
     from test_mcn_data import paper_config_tiny
 
     from versanet.cli import run_cli
 
-    fitted = run_cli(["fit", "--config", str(paper_config_tiny(tmp_path))])  # MCN at tiny width, 2 steps
-    ckpt = tmp_path / "mcn.ckpt"
+    root = tmp_path_factory.mktemp("mcn")
+    fitted = run_cli(["fit", "--config", str(paper_config_tiny(root))])
+    ckpt = root / "mcn.ckpt"
     fitted.trainer.save_checkpoint(ckpt)
+    return ckpt
+
+
+@pytest.mark.parametrize("name", ["youcook2_zeroshot", "msrvtt_zeroshot"])
+def test_mcn_zeroshot_config_ranks_every_caption_against_video_and_audio(name: str, mcn_checkpoint: Path, tmp_path: Path) -> None:
+    from versanet.cli import run_cli
+
+    ckpt = mcn_checkpoint
     config = yaml.safe_load((REPO / f"configs/mcn/{name}.yaml").read_text())
     data = config["data"]["init_args"]
     assert config["model"]["init_args"]["fusion"] == "sum_dot" and config["model"]["init_args"]["gallery"] == ["video", "audio"]
@@ -47,7 +57,7 @@ def test_mcn_zeroshot_config_ranks_every_caption_against_video_and_audio(name: s
     config["trainer"].update(accelerator="cpu", default_root_dir=str(tmp_path / "test"), logger=False, enable_progress_bar=False)
     config["model"]["init_args"]["checkpoint"] = str(ckpt)
     data.update(root=str(tmp_path / "bench"), num_workers=0, batch_size=4)
-    data["transforms"]["text"]["init_args"]["cache_path"] = str(tmp_path / "howto" / "word2vec" / "w2v.subset.pt")
+    data["transforms"]["text"]["init_args"]["cache_path"] = str(ckpt.parent / "howto" / "word2vec" / "w2v.subset.pt")
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     tested = run_cli(["test", "--config", str(path)])
