@@ -59,12 +59,8 @@ def quickstart_fit(root: Path, out: Path, steps: int, batch_size: int = 8, warmu
 
 
 @pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One torch thread: tiny models and inputs, and far faster than two on a busy machine (versanet.app.threads)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _single_thread(cli_single_thread: None) -> None:
+    """One torch thread: tiny models and inputs, and far faster than two on a busy machine (see ``cli_single_thread``)."""
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
-from distributed_helpers import free_port
+from distributed_helpers import run_gloo
 from versanet.losses import NCELoss
 
 B, D_IN, D, K = 4, 6, 5, 3
@@ -48,24 +47,19 @@ def global_batch():
     return v, a, t, t_mask, v_mask
 
 
-def _worker(rank: int, port: int, queue) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        model = TwoTower()
-        v, a, t, t_mask, v_mask = global_batch()
-        rows = slice(rank * B, (rank + 1) * B)
-        loss = model(v[rows], a[rows], t[rank * B * K : (rank + 1) * B * K], t_mask[rows], v_mask[rows])
-        loss.backward()
-        # what DDP does: average gradients and (for reporting) the loss over ranks
-        for p in model.parameters():
-            dist.all_reduce(p.grad)
-            p.grad /= 2
-        reported = loss.detach().clone()
-        dist.all_reduce(reported)
-        if rank == 0:  # numpy arrays travel by value (tensors would be shared memory that dies with this process)
-            queue.put((reported.item() / 2, {n: p.grad.numpy().copy() for n, p in model.named_parameters()}))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> tuple[float, dict]:
+    model = TwoTower()
+    v, a, t, t_mask, v_mask = global_batch()
+    rows = slice(rank * B, (rank + 1) * B)
+    loss = model(v[rows], a[rows], t[rank * B * K : (rank + 1) * B * K], t_mask[rows], v_mask[rows])
+    loss.backward()
+    # what DDP does: average gradients and (for reporting) the loss over ranks
+    for p in model.parameters():
+        dist.all_reduce(p.grad)
+        p.grad /= 2
+    reported = loss.detach().clone()
+    dist.all_reduce(reported)
+    return reported.item() / 2, {n: p.grad.numpy().copy() for n, p in model.named_parameters()}
 
 
 def test_two_processes_equal_one_process_global_batch() -> None:
@@ -74,16 +68,7 @@ def test_two_processes_equal_one_process_global_batch() -> None:
     loss.backward()
     expected = {n: p.grad.clone() for n, p in model.named_parameters()}
 
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    reported, grads = queue.get(timeout=120)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    reported, grads = run_gloo(_worker)[0]
     assert reported == pytest.approx(loss.item(), abs=1e-5)
     assert set(grads) == set(expected)
     for name, grad in grads.items():

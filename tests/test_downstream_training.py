@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from distributed_helpers import free_port
+from distributed_helpers import run_gloo
 from versanet.checkpoint import save_pretrained
 from versanet.downstream import FineTuneModule
 from versanet.eval.classification import ClassificationScores
@@ -187,27 +187,19 @@ def _steps(rank: int) -> list[tuple[str, torch.Tensor, torch.Tensor, int]]:
     return [videos[i] for i in order[rank]]
 
 
-def _metric_worker(rank: int, port: int, queue) -> None:  # noqa: ANN001
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        scores, labels, index = _metric_data()
-        metric = ClassificationScores(7)
-        rows = torch.tensor(_shards()[rank])
-        for part in rows.split(2):
-            metric.update(scores[part], labels[part], index[part])
-        recall = StepRecall()
-        for task, pred, ann, i in _steps(rank):
-            recall.update(task, pred, ann, i)
-        queue.put((rank, metric.compute(), recall.compute()))
-    finally:
-        dist.destroy_process_group()
+def _metric_worker(rank: int) -> tuple:
+    scores, labels, index = _metric_data()
+    metric = ClassificationScores(7)
+    rows = torch.tensor(_shards()[rank])
+    for part in rows.split(2):
+        metric.update(scores[part], labels[part], index[part])
+    recall = StepRecall()
+    for task, pred, ann, i in _steps(rank):
+        recall.update(task, pred, ann, i)
+    return rank, metric.compute(), recall.compute()
 
 
 def test_metrics_merge_the_states_of_every_process_and_count_each_sample_once() -> None:
-    import torch.multiprocessing as mp
-
     scores, labels, index = _metric_data()
     single = ClassificationScores(7)
     single.update(scores, labels, index)
@@ -223,15 +215,7 @@ def test_metrics_merge_the_states_of_every_process_and_count_each_sample_once() 
     assert recall.compute() == {"recall": pytest.approx((6 / 9 + 1 / 6) / 2), "num_tasks": 2.0,
                                 "recall/task a": pytest.approx(6 / 9), "recall/task b": pytest.approx(1 / 6)}
 
-    port = free_port()
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_metric_worker, args=(rank, port, queue)) for rank in range(2)]
-    for p in procs:
-        p.start()
-    results = [queue.get(timeout=120) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
+    results = run_gloo(_metric_worker)
     for _, classification, steps in results:
         assert classification == pytest.approx(reference)  # both processes see the whole set, sample 0 once
         assert steps == pytest.approx(recall.compute())

@@ -12,10 +12,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
-from distributed_helpers import free_port
+from distributed_helpers import run_gloo
 from versanet.losses import MaskedMarginSoftmax
 from versanet.losses.clustering import ClusteringTerm
 from versanet.objective import TermInputs
@@ -63,16 +62,11 @@ def run(model: Towers, rows: slice, world: int) -> list[tuple[float, dict[str, t
     return out
 
 
-def _worker(rank: int, port: int, queue) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        model = Towers()
-        results = run(model, slice(rank * B, (rank + 1) * B), 2)
-        # numpy arrays travel by value (tensors would be shared memory that dies with this process)
-        as_numpy = [(loss, {n: g.numpy() for n, g in grads.items()}) for loss, grads in results]
-        queue.put((rank, as_numpy, model.term.queue.numpy(), model.term.centroids.numpy(), model.term.queue_rows))
-    finally:
-        dist.destroy_process_group()
+def _worker(rank: int) -> tuple:
+    model = Towers()
+    results = run(model, slice(rank * B, (rank + 1) * B), 2)
+    as_numpy = [(loss, {n: g.numpy() for n, g in grads.items()}) for loss, grads in results]
+    return rank, as_numpy, model.term.queue.numpy(), model.term.centroids.numpy(), model.term.queue_rows
 
 
 @pytest.mark.slow  # two spawned processes: ~50 s on 2 busy cores, mostly imports
@@ -81,16 +75,7 @@ def test_clustering_term_on_two_processes_equals_one_process_global_batch() -> N
     expected = run(single, slice(0, 2 * B), 1)
     assert single.term.queue_rows == 8  # 4 rows a step (the first clip of each of 4 videos), capped at 8
 
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    got = [queue.get(timeout=180) for _ in procs]
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    got = run_gloo(_worker)
     for rank, results, q, centroids, rows in got:
         q, centroids = torch.from_numpy(q), torch.from_numpy(centroids)
         results = [(loss, {n: torch.from_numpy(g) for n, g in grads.items()}) for loss, grads in results]
