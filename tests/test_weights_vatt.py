@@ -11,6 +11,7 @@ and Dense conventions, LayerNorm/RMS norms, head splitting, T5's relative bucket
 from __future__ import annotations
 
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy.special import erf
 
 from versanet.checkpoint import load_pretrained
 from versanet.cli import main
@@ -208,8 +208,11 @@ def _write_vocab(path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- VATT's TF computation in NumPy (float64)
+_erf = np.vectorize(math.erf, otypes=[np.float64])  # exact erf in float64 (scipy is not a dependency)
+
+
 def gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
 
 
 def layer_norm(x: np.ndarray, w: Weights, path: str, eps: float = 1e-6) -> np.ndarray:
