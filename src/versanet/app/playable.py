@@ -34,11 +34,11 @@ EXCERPT_AUDIO_RATE = 48000
 
 @lru_cache(maxsize=4096)
 def _playable(path: str, mtime_ns: int) -> bool:
+    if Path(path).suffix.lower() == ".mkv":  # Chromium plays WebM's subset of Matroska, but not from .mkv reliably
+        return False
     try:
         with open_media(path) as container:
             video, audio = BROWSER_FORMATS.get(container.format.name, (frozenset(), frozenset()))
-            if Path(path).suffix.lower() == ".mkv":  # Chromium plays WebM's subset of Matroska, but not from .mkv reliably
-                return False
             return (bool(container.streams.video) and all(s.codec_context.name in video for s in container.streams.video)
                     and all(s.codec_context.name in audio for s in container.streams.audio))
     except (MediaDecodeError, av.FFmpegError, OSError):
